@@ -1,0 +1,212 @@
+"""YAML configuration loaded once into typed, validated settings.
+
+Every key has a documented default (see config/node.yaml), so a three-line file is a valid
+configuration. Paths are relative to the configuration file. A missing file, unknown key, wrong
+type or impossible value raises `ConfigError` naming the file, the key and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from dicom_node.errors import ConfigError
+
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "alpha-gan-zhanglab"
+
+
+def _check_ae_title(value: str) -> str | None:
+    if not 0 < len(value) <= 16 or "\\" in value or not value.isprintable() or value.strip() != value:
+        return f"{value!r} is not a valid AE title (1-16 printable characters, no backslash)"
+    return None
+
+
+@dataclass(frozen=True)
+class PeerRule:
+    """One allowed peer: calling AE title and/or host (address or CIDR network)."""
+
+    ae_title: str | None = None
+    host: str | None = None
+
+    def check(self) -> str | None:
+        if self.ae_title is None and self.host is None:
+            return "an accept_from entry needs ae_title, host or both"
+        if self.ae_title is not None and (err := _check_ae_title(self.ae_title)):
+            return err
+        if self.host is not None:
+            try:
+                ipaddress.ip_network(self.host, strict=False)
+            except ValueError:
+                return f"host {self.host!r} is not an IP address or network"
+        return None
+
+    def allows(self, ae_title: str, address: str) -> bool:
+        if self.ae_title is not None and ae_title.strip() != self.ae_title:
+            return False
+        if self.host is not None:
+            try:
+                return ipaddress.ip_address(address) in ipaddress.ip_network(self.host, strict=False)
+            except ValueError:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    enabled: bool = False
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None  # when set, peers must present a certificate signed by it
+
+    def check(self) -> str | None:
+        if self.enabled:
+            for name in ("cert", "key"):
+                path = getattr(self, name)
+                if path is None or not path.is_file():
+                    return f"tls.enabled needs tls.{name} pointing at a file (got {path})"
+        return None
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    ae_title: str = "DICOM_NODE"
+    host: str = "0.0.0.0"
+    port: int = 11112
+    accept_from: tuple[PeerRule, ...] = ()
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    max_associations: int = 16
+
+    def check(self) -> str | None:
+        if not 0 < self.port < 65536:
+            return f"port {self.port} outside 1..65535"
+        if self.max_associations < 1:
+            return "max_associations must be at least 1"
+        return _check_ae_title(self.ae_title)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    data_dir: Path = Path("var")
+    database_url: str | None = None  # None = SQLite file in data_dir
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'index.sqlite3'}"
+
+
+@dataclass(frozen=True)
+class AcceptRules:
+    modalities: tuple[str, ...] = ("CR", "DX")
+    body_parts: tuple[str, ...] = ("CHEST", "THORAX")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    stable_after_s: float = 30.0
+    accept: AcceptRules = field(default_factory=AcceptRules)
+
+    def check(self) -> str | None:
+        if self.stable_after_s <= 0:
+            return f"stable_after_s must be positive, got {self.stable_after_s}"
+        return None
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    path: Path = SHIPPED_MODEL
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    ae_title: str
+    host: str
+    port: int
+
+    def check(self) -> str | None:
+        if not 0 < self.port < 65536:
+            return f"port {self.port} outside 1..65535"
+        return _check_ae_title(self.ae_title)
+
+
+@dataclass(frozen=True)
+class Settings:
+    node: NodeSettings = field(default_factory=NodeSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    studies: StudySettings = field(default_factory=StudySettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    destinations: tuple[Destination, ...] = ()
+    source: Path | None = None  # the file these settings came from
+
+
+def load_settings(path: str | Path) -> Settings:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    base = path.resolve().parent
+    settings = _build(Settings, data, "", base, path)
+    storage = dataclasses.replace(settings.storage, data_dir=base / settings.storage.data_dir)
+    return dataclasses.replace(settings, storage=storage, source=path.resolve())
+
+
+def _build(cls: type, data: object, key: str, base: Path, file: Path):
+    where = key or "(top level)"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: {where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{file}: {key + '.' if key else ''}{unknown[0]}: unknown key (known: {', '.join(fields)})"
+        )
+    values = {
+        name: _convert(hints[name], value, f"{key}.{name}" if key else name, base, file)
+        for name, value in data.items()
+    }
+    try:
+        obj = cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{file}: {where}: {exc}") from exc
+    check = getattr(obj, "check", None)
+    if check is not None and (problem := check()):
+        raise ConfigError(f"{file}: {where}: {problem}")
+    return obj
+
+
+def _convert(hint, value, key: str, base: Path, file: Path):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        return _convert(hint, value, key, base, file)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key, base, file)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{file}: {key}: expected a list, got {type(value).__name__}")
+        return tuple(_convert(args[0], v, f"{key}[{i}]", base, file) for i, v in enumerate(value))
+    if hint is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{file}: {key}: expected a path, got {value!r}")
+        return (base / value).resolve()
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (str, int, float, bool) and (
+        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"{file}: {key}: expected {hint.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,22 @@
+"""Losses of the Alpha-GAN and BiGAN objectives (non-saturating GAN losses on logits)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def real_loss(logits: torch.Tensor) -> torch.Tensor:
+    """-log sigmoid(logit): small when the critic calls the input real."""
+    return F.softplus(-logits).mean()
+
+
+def fake_loss(logits: torch.Tensor) -> torch.Tensor:
+    """-log (1 - sigmoid(logit)): small when the critic calls the input fake."""
+    return F.softplus(logits).mean()
+
+
+def feature_distance(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+    """Per-sample mean squared distance between two lists of hidden activations, shape (N,)."""
+    per_layer = [(x - y).pow(2).flatten(1).mean(1) for x, y in zip(a, b)]
+    return torch.stack(per_layer, 0).mean(0)

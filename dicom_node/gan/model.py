@@ -1,0 +1,86 @@
+"""One trained GAN and the per-image anomaly statistics it yields.
+
+For an image x with reconstruction x' = G(E(x)) the statistics are (higher = less normal):
+
+- ``recon``: mean |x - x'|, the L1 reconstruction error;
+- ``encoder_features``: squared distance of E's hidden layers between x and x';
+- ``disc_features``: squared distance of D's hidden layers between x and x';
+- ``disc``: minus D's realness logit for x (BiGAN: for the pair (x, E(x)));
+- ``code``: minus C's prior-likeness logit for E(x) (Alpha-GAN only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dicom_node.gan.losses import feature_distance
+from dicom_node.gan.networks import (
+    CodeDiscriminator,
+    Encoder,
+    Generator,
+    ImageDiscriminator,
+    JointDiscriminator,
+)
+from dicom_node.gan.recipe import Architecture, Recipe
+
+ALPHA_GAN_STATISTICS = ("recon", "encoder_features", "disc_features", "disc", "code")
+BIGAN_STATISTICS = ("recon", "encoder_features", "disc_features", "disc")
+
+
+@dataclass(frozen=True)
+class MemberOutput:
+    statistics: dict[str, torch.Tensor]  # name -> (N,)
+    reconstruction: torch.Tensor  # (N, 1, S, S) in [-1, 1]
+    difference: torch.Tensor  # (N, 1, S, S) |x - x'| in [0, 2]
+
+
+class GanMember(nn.Module):
+    """E, G and the critics of one training run (one seed)."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__()
+        self.recipe = recipe
+        s, z, w = recipe.image_size, recipe.z_dim, recipe.base_width
+        self.encoder = Encoder(s, z, w)
+        self.generator = Generator(s, z, w)
+        if recipe.arch is Architecture.ALPHA_GAN:
+            self.discriminator: nn.Module = ImageDiscriminator(s, w)
+            self.code_discriminator: nn.Module | None = CodeDiscriminator(z)
+        else:
+            self.discriminator = JointDiscriminator(s, z, w)
+            self.code_discriminator = None
+
+    @property
+    def statistic_names(self) -> tuple[str, ...]:
+        if self.recipe.arch is Architecture.ALPHA_GAN:
+            return ALPHA_GAN_STATISTICS
+        return BIGAN_STATISTICS
+
+    def critic_features(
+        self, x: torch.Tensor, code: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if self.recipe.arch is Architecture.ALPHA_GAN:
+            return self.discriminator.features(x)
+        return self.discriminator.features(x, code)
+
+    @torch.no_grad()
+    def analyse(self, x: torch.Tensor) -> MemberOutput:
+        """Statistics of a batch of model inputs (N, 1, S, S) in [-1, 1]; call in eval mode."""
+        code, enc_taps = self.encoder.features(x)
+        rec = self.generator(code)
+        rec_code, rec_enc_taps = self.encoder.features(rec)
+        logit, disc_taps = self.critic_features(x, code)
+        _, rec_disc_taps = self.critic_features(rec, rec_code)
+        diff = (x - rec).abs()
+        stats = {
+            "recon": diff.flatten(1).mean(1),
+            "encoder_features": feature_distance(enc_taps, rec_enc_taps),
+            "disc_features": feature_distance(disc_taps, rec_disc_taps),
+            "disc": -logit,
+        }
+        if self.code_discriminator is not None:
+            stats["code"] = -self.code_discriminator(code)
+        return MemberOutput(stats, rec, diff)

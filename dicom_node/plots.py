@@ -1,0 +1,71 @@
+"""PNG pictures of training and evaluation: reconstruction grids, ROC curves, histograms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+
+def _tile(rows: list[torch.Tensor]) -> np.ndarray:
+    """Rows of (N, 1, S, S) tensors in [-1, 1] -> one uint8 picture."""
+    lines = [torch.cat(list(r[:, 0]), dim=1) for r in rows]
+    grid = torch.cat(lines, dim=0)
+    return ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+
+
+@torch.no_grad()
+def save_reconstruction_grid(member, x: torch.Tensor, path: Path) -> None:
+    """Top: held-out x; middle: G(E(x)); bottom: G(z) samples (the seed's figure layout)."""
+    was_training = member.training
+    member.eval()
+    rec = member.generator(member.encoder(x))
+    gen = member.generator(torch.randn(x.shape[0], member.recipe.z_dim, device=x.device))
+    member.train(was_training)
+    Image.fromarray(_tile([x, rec, gen])).save(path)
+
+
+def save_roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path,
+                    title: str) -> None:
+    """curves: label -> (scores, labels, auroc)."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for label, (scores, labels, auroc) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, label=f"{label} (AUROC {auroc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_statistic_histograms(stats: dict[str, np.ndarray], labels: np.ndarray, path: Path,
+                              title: str) -> None:
+    """Normal vs abnormal histogram of each statistic ("statistics on validation set")."""
+    names = list(stats)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        values = stats[name]
+        bins = np.linspace(np.percentile(values, 1), np.percentile(values, 99), 30)
+        ax.hist(values[labels == 0], bins=bins, alpha=0.6, density=True, label="normal")
+        ax.hist(values[labels == 1], bins=bins, alpha=0.6, density=True, label="abnormal")
+        ax.set_title(name, fontsize=9)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_difference_grid(x: torch.Tensor, rec: torch.Tensor, diff: torch.Tensor, path: Path) -> None:
+    """Rows: x, G(E(x)), |x - G(E(x))| (scaled to the row's maximum)."""
+    scaled = diff / diff.amax().clamp_min(1e-6) * 2 - 1
+    Image.fromarray(_tile([x, rec, scaled])).save(path)

@@ -1,0 +1,230 @@
+"""The node's front door: a pynetdicom SCP answering C-ECHO and C-STORE.
+
+The store handler stays thin: it checks the identifiers, writes the raw encoded dataset to the
+spool (temporary name, fsync, rename), commits the instance row and only then answers Success.
+It never raises: every failure is logged with its reason and mapped to a DIMSE status.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.acse import ACSE
+from pynetdicom.sop_class import Verification
+from pynetdicom.presentation import AllStoragePresentationContexts
+
+from dicom_node.config import NodeSettings, PeerRule
+from dicom_node.db import Index, IntegrityError, Outcome, ReceivedInstance
+from dicom_node.dicom_terms import (
+    ACCEPTED_TRANSFER_SYNTAXES,
+    UNCOMPRESSED,
+    StoreStatus,
+    body_part_of,
+    expected_pixel_bytes,
+    is_image_sop_class,
+)
+from dicom_node.spool import Spool
+
+log = logging.getLogger(__name__)
+
+REQUIRED_UIDS = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+class RejectedInstance(Exception):
+    """A dataset the node refuses; carries the DIMSE status to answer."""
+
+    def __init__(self, status: StoreStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class AllowListACSE(ACSE):
+    """ACSE that rejects (permanent, calling AE not recognised) peers off the allow list."""
+
+    rules: tuple[PeerRule, ...] = ()
+
+    def _negotiate_as_acceptor(self) -> None:
+        calling = self.requestor.primitive.calling_ae_title.strip()
+        address = self.assoc.requestor.address
+        if self.rules and not any(rule.allows(calling, address) for rule in self.rules):
+            log.warning("rejecting association from %s at %s: not on accept_from", calling, address)
+            self.send_reject(0x01, 0x01, 0x03)
+            evt.trigger(self.assoc, evt.EVT_REJECTED, {})
+            self.assoc.kill()
+            return
+        super()._negotiate_as_acceptor()
+
+
+def check_dataset(ds: Dataset, affected_uid: str, transfer_syntax: str) -> None:
+    """Raise RejectedInstance when the dataset is unparseable or breaks the image IOD basics."""
+    try:
+        for elem in ds:  # forces every deferred element to parse: finds truncation
+            _ = elem.value
+    except Exception as exc:
+        raise RejectedInstance(StoreStatus.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {exc}")
+    if len(ds) == 0:
+        raise RejectedInstance(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, "empty dataset")
+    missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip()]
+    if missing:
+        raise RejectedInstance(
+            StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"missing {', '.join(missing)}"
+        )
+    if ds.SOPInstanceUID != affected_uid:
+        raise RejectedInstance(
+            StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            f"SOP Instance UID {ds.SOPInstanceUID} differs from the request's {affected_uid}",
+        )
+    if not is_image_sop_class(ds.SOPClassUID):
+        raise RejectedInstance(
+            StoreStatus.SOP_CLASS_NOT_SUPPORTED,
+            f"SOP class {ds.SOPClassUID} ({ds.SOPClassUID.name}) is not an image; this node "
+            "stores images only",
+        )
+    if "PixelData" not in ds:
+        raise RejectedInstance(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, "no Pixel Data")
+    if transfer_syntax in UNCOMPRESSED:
+        try:
+            expected = expected_pixel_bytes(ds)
+        except (AttributeError, ValueError, TypeError) as exc:
+            raise RejectedInstance(
+                StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"image pixel module incomplete: {exc}"
+            )
+        actual = len(ds.PixelData)
+        if actual not in (expected, expected + 1):  # +1: the even-length pad byte
+            raise RejectedInstance(
+                StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                f"Pixel Data is {actual} bytes, Rows x Columns x samples x bits needs {expected}",
+            )
+
+
+class StoreSCP:
+    def __init__(self, settings: NodeSettings, index: Index, spool: Spool) -> None:
+        self.settings = settings
+        self.index = index
+        self.spool = spool
+        self._server = None
+        self._versions = threading.Lock()  # one writer decides the version of a SOP Instance UID
+        self.ae = AE(ae_title=settings.ae_title)
+        self.ae.maximum_associations = settings.max_associations
+        self.ae.maximum_pdu_size = 0  # unlimited: fewer, larger PDUs from peers
+        self.ae.network_timeout = 60
+        self.ae.dimse_timeout = 60
+        self.ae.add_supported_context(Verification)
+        for cx in AllStoragePresentationContexts:
+            self.ae.add_supported_context(cx.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_CONN_OPEN, self._on_connection),
+            (evt.EVT_C_ECHO, lambda event: 0x0000),
+            (evt.EVT_C_STORE, self.handle_store),
+        ]
+        self._server = self.ae.start_server(
+            (self.settings.host, self.settings.port),
+            block=False,
+            evt_handlers=handlers,
+            ssl_context=self._ssl_context(),
+        )
+        log.info("listening as %s on %s:%d%s", self.settings.ae_title, self.settings.host,
+                 self.settings.port, " (TLS)" if self.settings.tls.enabled else "")
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def stop(self) -> None:
+        """Stop accepting; in-flight associations finish (each writes whole files or none)."""
+        if self._server is None:
+            return
+        self._server.shutdown()  # no new connections from here on
+        for assoc in self.ae.active_associations:
+            assoc.join(timeout=60)  # an Association is a thread: let its transfers end
+        self._server = None
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        tls = self.settings.tls
+        if not tls.enabled:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(tls.cert), str(tls.key))
+        if tls.ca is not None:
+            context.load_verify_locations(str(tls.ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def _on_connection(self, event) -> None:
+        sock = event.assoc.dul.socket.socket
+        if sock is not None:
+            # dcmtk-based peers (Orthanc included) stall 40 ms per image without it.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        acse = AllowListACSE(event.assoc)
+        acse.rules = self.settings.accept_from
+        event.assoc.acse = acse
+
+    # -- C-STORE ----------------------------------------------------------------------------
+    def handle_store(self, event) -> int:
+        calling = event.assoc.requestor.ae_title.strip()
+        host = event.assoc.requestor.address
+        affected = str(event.request.AffectedSOPInstanceUID)
+        try:
+            ds = event.dataset
+            syntax = str(event.context.transfer_syntax)
+            check_dataset(ds, affected, syntax)
+            outcome = self._store(event, ds, syntax, calling, host)
+        except RejectedInstance as exc:
+            log.warning("C-STORE %s from %s@%s refused (0x%04X): %s", affected, calling, host,
+                        exc.status, exc)
+            return exc.status
+        except OSError as exc:
+            log.error("C-STORE %s from %s@%s: cannot write the spool: %s", affected, calling,
+                      host, exc)
+            return StoreStatus.OUT_OF_RESOURCES
+        except Exception as exc:  # the handler never raises: the peer gets a status
+            log.exception("C-STORE %s from %s@%s failed: %s", affected, calling, host, exc)
+            return StoreStatus.OUT_OF_RESOURCES
+        log.debug("C-STORE %s from %s@%s: %s", affected, calling, host, outcome.value)
+        return StoreStatus.SUCCESS
+
+    def _store(self, event, ds: Dataset, syntax: str, calling: str, host: str) -> Outcome:
+        spooled = self.spool.write_temp([event.encoded_dataset(include_meta=True)])
+        rec = ReceivedInstance(
+            patient_id=str(ds.get("PatientID", "") or ""),
+            study_uid=ds.StudyInstanceUID,
+            series_uid=ds.SeriesInstanceUID,
+            sop_instance_uid=ds.SOPInstanceUID,
+            sop_class_uid=ds.SOPClassUID,
+            transfer_syntax_uid=syntax,
+            modality=str(ds.get("Modality", "") or "").upper(),
+            body_part=body_part_of(ds),
+            accession_number=str(ds.get("AccessionNumber", "") or ""),
+            study_date=str(ds.get("StudyDate", "") or ""),
+            size=spooled.size,
+            sha256=spooled.sha256,
+            calling_ae=calling,
+            peer_host=host,
+        )
+        try:
+            with self._versions:
+                latest = self.index.latest_instance(rec.sop_instance_uid)
+                if latest is not None and latest.sha256 == rec.sha256:
+                    self.spool.discard(spooled)
+                    return Outcome.DUPLICATE
+                version = 1 if latest is None else latest.version + 1
+                relative = self.spool.relative_path(rec.study_uid, rec.sop_instance_uid, version)
+                self.spool.commit(spooled, relative)
+                self.index.record_instance(rec, version, relative)
+        except IntegrityError as exc:  # another node process indexed this version first
+            raise RejectedInstance(StoreStatus.OUT_OF_RESOURCES, f"concurrent write: {exc}")
+        finally:
+            self.spool.discard(spooled)
+        if version > 1:
+            log.info("SOP Instance %s received again with different bytes: kept as version %d",
+                     rec.sop_instance_uid, version)
+            return Outcome.NEW_VERSION
+        return Outcome.STORED

@@ -1,0 +1,79 @@
+"""Files on disk: every accepted instance is written to a temporary name, flushed, fsynced and
+renamed into place before its row is committed and before the peer hears Success."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+TEMP_SUFFIX = ".part"
+
+
+@dataclass(frozen=True)
+class SpooledFile:
+    temp_path: Path
+    size: int
+    sha256: str
+
+
+class Spool:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.incoming = root / ".incoming"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+
+    def clean_leftovers(self) -> int:
+        """Remove temporary files of writes a crash interrupted (never acknowledged)."""
+        removed = 0
+        for path in self.incoming.glob(f"*{TEMP_SUFFIX}"):
+            path.unlink(missing_ok=True)
+            removed += 1
+        if removed:
+            log.warning("removed %d unfinished temporary file(s) from %s", removed, self.incoming)
+        return removed
+
+    def write_temp(self, chunks: list[bytes]) -> SpooledFile:
+        """Write and fsync the encoded file under a temporary name; returns its digest."""
+        path = self.incoming / f"{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(path, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return SpooledFile(path, size, digest.hexdigest())
+
+    def relative_path(self, study_uid: str, sop_instance_uid: str, version: int) -> str:
+        name = sop_instance_uid if version == 1 else f"{sop_instance_uid}.v{version}"
+        return f"{study_uid}/{name}.dcm"
+
+    def commit(self, spooled: SpooledFile, relative: str) -> Path:
+        """Rename the temporary file into place and fsync the directory entry."""
+        final = self.root / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(spooled.temp_path, final)
+        fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return final
+
+    def discard(self, spooled: SpooledFile) -> None:
+        spooled.temp_path.unlink(missing_ok=True)
+
+    def path_of(self, relative: str) -> Path:
+        return self.root / relative
