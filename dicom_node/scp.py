@@ -11,8 +11,10 @@ import logging
 import socket
 import ssl
 import threading
+from io import BytesIO
 
 from pydicom.dataset import Dataset
+from pydicom.filereader import data_element_generator
 from pynetdicom import AE, evt
 from pynetdicom.acse import ACSE
 from pynetdicom.sop_class import Verification
@@ -32,6 +34,8 @@ from dicom_node.spool import Spool
 
 log = logging.getLogger(__name__)
 
+UNDEFINED_LENGTH = 0xFFFFFFFF
+TRAILING_PADDING = 0xFFFCFFFC  # Data Set Trailing Padding: carries nothing
 REQUIRED_UIDS = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")
 
 
@@ -60,14 +64,27 @@ class AllowListACSE(ACSE):
         super()._negotiate_as_acceptor()
 
 
+def find_truncation(encoded: bytes, implicit_vr: bool, little_endian: bool) -> str | None:
+    """Why the encoded dataset is cut short, or None when every element is whole.
+
+    pydicom's reader stops quietly at a partial element, so the lengths are checked here.
+    """
+    fp = BytesIO(encoded)
+    end = 0
+    for raw in data_element_generator(fp, implicit_vr, little_endian):
+        declared = getattr(raw, "length", None)  # parsed sequences carry no raw length
+        if declared not in (None, UNDEFINED_LENGTH) and raw.value is not None:
+            if len(raw.value) != declared:
+                return f"element {raw.tag} has {len(raw.value)} of its {declared} bytes"
+        end = fp.tell()
+    if end != len(encoded):
+        return f"{len(encoded) - end} byte(s) after the last whole element"
+    return None
+
+
 def check_dataset(ds: Dataset, affected_uid: str, transfer_syntax: str) -> None:
-    """Raise RejectedInstance when the dataset is unparseable or breaks the image IOD basics."""
-    try:
-        for elem in ds:  # forces every deferred element to parse: finds truncation
-            _ = elem.value
-    except Exception as exc:
-        raise RejectedInstance(StoreStatus.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {exc}")
-    if len(ds) == 0:
+    """Raise RejectedInstance when the dataset breaks the image IOD basics the node relies on."""
+    if not any(e.tag != TRAILING_PADDING and e.tag.element != 0 for e in ds):
         raise RejectedInstance(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, "empty dataset")
     missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip()]
     if missing:
@@ -122,6 +139,7 @@ class StoreSCP:
     def start(self) -> None:
         handlers = [
             (evt.EVT_CONN_OPEN, self._on_connection),
+            (evt.EVT_ACCEPTED, self._log_rejected_contexts),
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_C_STORE, self.handle_store),
         ]
@@ -167,16 +185,35 @@ class StoreSCP:
         acse.rules = self.settings.accept_from
         event.assoc.acse = acse
 
+    @staticmethod
+    def _log_rejected_contexts(event) -> None:
+        for cx in event.assoc.rejected_contexts:
+            log.warning(
+                "association from %s: presentation context %s (%s) rejected: none of the proposed "
+                "transfer syntaxes %s is supported", event.assoc.requestor.ae_title.strip(),
+                cx.abstract_syntax, cx.abstract_syntax.name,
+                ", ".join(ts.name for ts in cx.transfer_syntax) or "(none listed)",
+            )
+
     # -- C-STORE ----------------------------------------------------------------------------
     def handle_store(self, event) -> int:
         calling = event.assoc.requestor.ae_title.strip()
         host = event.assoc.requestor.address
         affected = str(event.request.AffectedSOPInstanceUID)
         try:
+            syntax = event.context.transfer_syntax
+            if not syntax.is_deflated:
+                try:
+                    cut = find_truncation(event.request.DataSet.getvalue(), syntax.is_implicit_VR,
+                                          syntax.is_little_endian)
+                except Exception as exc:  # the reader's own EOF and value errors
+                    cut = str(exc)
+                if cut:
+                    raise RejectedInstance(StoreStatus.CANNOT_UNDERSTAND,
+                                           f"dataset cannot be parsed: {cut}")
             ds = event.dataset
-            syntax = str(event.context.transfer_syntax)
-            check_dataset(ds, affected, syntax)
-            outcome = self._store(event, ds, syntax, calling, host)
+            check_dataset(ds, affected, str(syntax))
+            outcome = self._store(event, ds, str(syntax), calling, host)
         except RejectedInstance as exc:
             log.warning("C-STORE %s from %s@%s refused (0x%04X): %s", affected, calling, host,
                         exc.status, exc)

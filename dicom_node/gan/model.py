@@ -3,6 +3,8 @@
 For an image x with reconstruction x' = G(E(x)) the statistics are (higher = less normal):
 
 - ``recon``: mean |x - x'|, the L1 reconstruction error;
+- ``recon_lowpass``: the same on 8 x 8-pixel block means: the error at the scale a GAN can
+  reproduce (opacities, effusions), free of the fine detail no reconstruction keeps;
 - ``encoder_features``: squared distance of E's hidden layers between x and x';
 - ``disc_features``: squared distance of D's hidden layers between x and x';
 - ``disc``: minus D's realness logit for x (BiGAN: for the pair (x, E(x)));
@@ -14,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dicom_node.gan.losses import feature_distance
@@ -26,8 +29,9 @@ from dicom_node.gan.networks import (
 )
 from dicom_node.gan.recipe import Architecture, Recipe
 
-ALPHA_GAN_STATISTICS = ("recon", "encoder_features", "disc_features", "disc", "code")
-BIGAN_STATISTICS = ("recon", "encoder_features", "disc_features", "disc")
+ALPHA_GAN_STATISTICS = ("recon", "recon_lowpass", "encoder_features", "disc_features", "disc", "code")
+BIGAN_STATISTICS = ("recon", "recon_lowpass", "encoder_features", "disc_features", "disc")
+LOWPASS_BLOCK = 8
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,8 @@ class GanMember(nn.Module):
         diff = (x - rec).abs()
         stats = {
             "recon": diff.flatten(1).mean(1),
+            "recon_lowpass": (F.avg_pool2d(x, LOWPASS_BLOCK) - F.avg_pool2d(rec, LOWPASS_BLOCK))
+            .abs().flatten(1).mean(1),
             "encoder_features": feature_distance(enc_taps, rec_enc_taps),
             "disc_features": feature_distance(disc_taps, rec_disc_taps),
             "disc": -logit,

@@ -1,0 +1,77 @@
+"""Small DICOM files made on the fly for tests, from the shipped samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from dicom_node.samples import SAMPLES_DIR
+
+SMALL_SAMPLE = SAMPLES_DIR / "zhanglab_03_pneumonia.dcm"  # uncompressed DX chest
+
+
+def with_new_uids(source: Path, out: Path, *, study_uid: str | None = None) -> Path:
+    """A copy of `source` with a fresh SOP Instance UID (and study/series UIDs when asked)."""
+    ds = pydicom.dcmread(source)
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if study_uid is not None:
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = generate_uid()
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def without(source: Path, out: Path, keyword: str) -> Path:
+    ds = pydicom.dcmread(source)
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    delattr(ds, keyword)
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def wrong_pixel_length(source: Path, out: Path) -> Path:
+    ds = pydicom.dcmread(source)
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Rows = int(ds.Rows) + 10  # header promises more pixels than the data holds
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def truncated(source: Path, out: Path, keep_fraction: float = 0.5) -> Path:
+    data = with_new_uids(source, out).read_bytes()
+    out.write_bytes(data[: int(len(data) * keep_fraction)])
+    return out
+
+
+def text_report(out: Path) -> Path:
+    """A Basic Text SR: a valid storage SOP class, but not an image."""
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientID = "TEXT1"
+    ds.Modality = "SR"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def empty_dataset(out: Path) -> Path:
+    """File meta naming a DX image, followed by no data elements at all."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(out, enforce_file_format=True)
+    return out

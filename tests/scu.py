@@ -1,0 +1,72 @@
+"""A real SCU for tests that must send what well-behaved tools refuse to: datasets without a
+SOP Instance UID, empty datasets, and transfers cut off half way."""
+
+from __future__ import annotations
+
+import time
+from io import BytesIO
+
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu import P_DATA_TF
+
+DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+
+
+def associate(port: int, sop_class: str = DX_FOR_PRESENTATION, calling: str = "TESTSCU"):
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICOM_NODE")
+    assert assoc.is_established, "the node refused the association"
+    return assoc
+
+
+def _store_request(sop_class: str, sop_instance: str, dataset_bytes: bytes) -> C_STORE:
+    req = C_STORE()
+    req.MessageID = 1
+    req.AffectedSOPClassUID = sop_class
+    req.AffectedSOPInstanceUID = sop_instance
+    req.Priority = 2
+    req.DataSet = BytesIO(dataset_bytes)
+    return req
+
+
+def send_raw_store(port: int, sop_instance: str, dataset_bytes: bytes,
+                   sop_class: str = DX_FOR_PRESENTATION) -> int:
+    """C-STORE of already-encoded (explicit VR little endian) dataset bytes; returns the status."""
+    assoc = associate(port, sop_class)
+    try:
+        cx = assoc.accepted_contexts[0]
+        # Pause the association's reactor as pynetdicom's own send_c_store does, so that the
+        # response comes to us.
+        assoc._reactor_checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.001)
+        try:
+            assoc.dimse.send_msg(_store_request(sop_class, sop_instance, dataset_bytes),
+                                 cx.context_id)
+            _, rsp = assoc.dimse.get_msg(block=True)
+        finally:
+            assoc._reactor_checkpoint.set()
+        return int(rsp.Status)
+    finally:
+        assoc.release()
+
+
+def drop_mid_transfer(port: int, sop_instance: str, dataset_bytes: bytes, fragments: int = 3) -> None:
+    """Send the C-STORE command and the first fragments of the dataset, then close the socket."""
+    assoc = associate(port)
+    cx = assoc.accepted_contexts[0]
+    msg = C_STORE_RQ()
+    msg.primitive_to_message(_store_request(DX_FOR_PRESENTATION, sop_instance, dataset_bytes))
+    sock = assoc.dul.socket
+    for i, pdata in enumerate(msg.encode_msg(cx.context_id, 16384)):
+        if i > fragments:
+            break
+        tf = P_DATA_TF()
+        tf.from_primitive(pdata)
+        sock.send(tf.encode())
+    sock.socket.close()  # no release, no abort: the peer just vanishes
+    assoc.kill()

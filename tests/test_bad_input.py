@@ -1,0 +1,113 @@
+"""Bad input through real associations: each gets the right status or rejection and a reason
+in the log, nothing of it is kept, and the next association is served normally."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pydicom
+import pytest
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.uid import generate_uid
+
+from tests import dicom_fixtures as fx
+from tests.scu import drop_mid_transfer, send_raw_store
+from tests.test_ingest import echoscu, status, storescu
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def node(make_node):
+    return make_node()
+
+
+def assert_nothing_kept_and_still_serving(node, tmp_path):
+    assert status(node)["instances"] == 0
+    assert not list((node.data_dir / "spool").rglob("*.dcm"))
+    assert not list((node.data_dir / "spool" / ".incoming").iterdir())
+    assert echoscu(node.port).returncode == 0
+    good = fx.with_new_uids(fx.SMALL_SAMPLE, tmp_path / "good.dcm")
+    assert storescu(node.port, good).returncode == 0
+    assert status(node)["instances"] == 1
+
+
+def encoded(ds: pydicom.Dataset) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def test_truncated_in_pixel_data(node, tmp_path):
+    bad = fx.truncated(fx.SMALL_SAMPLE, tmp_path / "t.dcm", keep_fraction=0.6)
+    uid = pydicom.dcmread(bad, stop_before_pixels=True).SOPInstanceUID
+    data = bad.read_bytes()
+    body = data[data.index(b"\x08\x00\x05\x00"):]  # dataset without preamble and file meta
+    assert send_raw_store(node.port, uid, body) == 0xC210
+    assert "(7FE0,0010) has" in node.log_text()
+    assert_nothing_kept_and_still_serving(node, tmp_path)
+
+
+def test_truncated_inside_an_element(node, tmp_path):
+    ds = pydicom.dcmread(fx.SMALL_SAMPLE)
+    ds.SOPInstanceUID = generate_uid()
+    body = encoded(ds)
+    cut = body.index(b"\x10\x00\x10\x00") + 6  # inside Patient's Name: header says more bytes
+    assert send_raw_store(node.port, ds.SOPInstanceUID, body[:cut]) == 0xC210
+    assert "cannot be parsed" in node.log_text()
+    assert_nothing_kept_and_still_serving(node, tmp_path)
+
+
+def test_missing_sop_instance_uid(node, tmp_path):
+    ds = pydicom.dcmread(fx.SMALL_SAMPLE)
+    del ds.SOPInstanceUID
+    assert send_raw_store(node.port, generate_uid(), encoded(ds)) == 0xA900
+    assert "missing SOPInstanceUID" in node.log_text()
+    assert_nothing_kept_and_still_serving(node, tmp_path)
+
+
+def test_missing_study_instance_uid_with_storescu(node, tmp_path):
+    bad = fx.without(fx.SMALL_SAMPLE, tmp_path / "s.dcm", "StudyInstanceUID")
+    result = storescu(node.port, bad)
+    assert "Received Store Response (Error: DataSetDoesNotMatchSOPClass)" in result.stderr
+    assert "missing StudyInstanceUID" in node.log_text()
+    assert_nothing_kept_and_still_serving(node, tmp_path)
+
+
+def test_non_image_sop_class_is_refused(node, tmp_path):
+    result = storescu(node.port, fx.text_report(tmp_path / "sr.dcm"))
+    assert "sopclassnotsupported" in result.stderr.lower(), result.stderr
+    assert "is not an image" in node.log_text()
+    assert_nothing_kept_and_still_serving(node, tmp_path)
+
+
+def test_unsupported_transfer_syntax_proposal_is_rejected(node, tmp_path):
+    result = storescu(node.port, fx.with_new_uids(fx.SMALL_SAMPLE, tmp_path / "m.dcm"), option="-xm")
+    assert result.returncode != 0
+    assert "MPEG2" in node.log_text() and "rejected" in node.log_text()
+    assert_nothing_kept_and_still_serving(node, tmp_path)
+
+
+def test_pixel_length_mismatch_with_storescu(node, tmp_path):
+    result = storescu(node.port, fx.wrong_pixel_length(fx.SMALL_SAMPLE, tmp_path / "p.dcm"))
+    assert "Received Store Response (Error: DataSetDoesNotMatchSOPClass)" in result.stderr
+    assert "Pixel Data is" in node.log_text()
+    assert_nothing_kept_and_still_serving(node, tmp_path)
+
+
+def test_empty_dataset(node, tmp_path):
+    # A DIMSE message cannot carry a zero-length data set; the nearest is one holding only
+    # Data Set Trailing Padding (FFFC,FFFC), which means nothing.
+    padding_only = b"\xfc\xff\xfc\xffOB\x00\x00\x00\x00\x00\x00"
+    assert send_raw_store(node.port, generate_uid(), padding_only) == 0xA900
+    assert "empty dataset" in node.log_text()
+    assert_nothing_kept_and_still_serving(node, tmp_path)
+
+
+def test_peer_drops_connection_mid_transfer(node, tmp_path):
+    ds = pydicom.dcmread(fx.SMALL_SAMPLE)
+    ds.SOPInstanceUID = generate_uid()
+    drop_mid_transfer(node.port, ds.SOPInstanceUID, encoded(ds))
+    assert_nothing_kept_and_still_serving(node, tmp_path)
