@@ -61,6 +61,7 @@ class NodeProcess:
     proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        offset = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(self.config)],
             stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
@@ -69,7 +70,7 @@ class NodeProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node exited early:\n{self.log.read_text()}")
-            if "listening as" in self.log.read_text():
+            if "listening as" in self.log.read_text()[offset:]:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"node did not start:\n{self.log.read_text()}")

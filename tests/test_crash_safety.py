@@ -1,0 +1,76 @@
+"""kill -9 in the middle of a transfer: every instance the node answered Success for survives,
+with its row and digest, and the unfinished temporary files are cleaned at start-up."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from dicom_node.db import Index
+from dicom_node.samples import SAMPLES_DIR
+from tests.dicom_fixtures import with_new_uids
+from tests.test_ingest import node_url, status, storescu
+
+pytestmark = pytest.mark.integration
+
+N_INSTANCES = 200
+KILL_AFTER = 60
+
+
+def acknowledged_files(storescu_log: str) -> list[str]:
+    """Files storescu saw answered Success, from its -v log."""
+    acked, current = [], None
+    for line in storescu_log.splitlines():
+        if m := re.match(r"I: Sending file: (.+)$", line):
+            current = m.group(1)
+        elif "Received Store Response (Success)" in line and current:
+            acked.append(current)
+            current = None
+    return acked
+
+
+def test_kill_9_loses_no_acknowledged_instance(make_node, tmp_path):
+    source = SAMPLES_DIR / "zhanglab_04_pneumonia.dcm"
+    files = [with_new_uids(source, tmp_path / f"i{i:03d}.dcm") for i in range(N_INSTANCES)]
+    node = make_node()
+    log = tmp_path / "storescu.log"
+    with log.open("w") as out:
+        sender = subprocess.Popen(
+            ["storescu", "-v", "-xy", "-aec", "DICOM_NODE", "127.0.0.1", str(node.port), *map(str, files)],
+            stdout=out, stderr=subprocess.STDOUT, env={"TCP_NODELAY": "1"},
+        )
+        deadline = time.monotonic() + 120
+        while log.read_text().count("(Success)") < KILL_AFTER and time.monotonic() < deadline:
+            time.sleep(0.01)
+        node.stop(signal.SIGKILL)
+        sender.wait(timeout=60)
+    acked = acknowledged_files(log.read_text())
+    assert KILL_AFTER <= len(acked) < N_INSTANCES, "the kill did not land part way"
+
+    incoming = node.data_dir / "spool" / ".incoming"
+    (incoming / "interrupted.part").write_bytes(b"half a file")
+    leftovers = len(list(incoming.glob("*.part")))
+    node.start()
+    assert not list(incoming.glob("*.part"))
+    assert f"removed {leftovers} unfinished temporary file" in node.log_text()
+
+    import pydicom
+
+    index = Index(node_url(node))
+    rows = {r.sop_instance_uid: r for r in index.instances()}
+    index.close()
+    for path in acked:
+        uid = pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID
+        assert uid in rows, f"acknowledged {path} lost"
+    for row in rows.values():
+        stored = node.data_dir / "spool" / row.file
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == row.sha256
+
+    # The PACS resends everything: the acknowledged ones are duplicates, the rest arrive once.
+    assert storescu(node.port, *files, option="-xy").returncode == 0
+    assert status(node)["instances"] == N_INSTANCES
