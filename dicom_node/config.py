@@ -81,10 +81,13 @@ class NodeSettings:
     accept_from: tuple[PeerRule, ...] = ()
     tls: TlsSettings = field(default_factory=TlsSettings)
     max_associations: int = 16
+    processes: int = 1  # SCP processes sharing the port; more use more cores
 
     def check(self) -> str | None:
         if not 0 < self.port < 65536:
             return f"port {self.port} outside 1..65535"
+        if not 1 <= self.processes <= 64:
+            return f"processes must be 1..64, got {self.processes}"
         if self.max_associations < 1:
             return "max_associations must be at least 1"
         return _check_ae_title(self.ae_title)

@@ -65,7 +65,12 @@ def _load_dicom_folder(folder: Path) -> ImageSet:
 def split_held_out(groups: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, held_out) with whole patients held out; the split seed is fixed."""
     unique = np.unique(groups)
+    if unique.size < 3:
+        raise DicomNodeError(
+            f"{unique.size} patient(s): calibration needs normal images of at least 3 patients"
+        )
     rng = np.random.default_rng(seed)
-    held_groups = set(rng.choice(unique, size=max(1, int(round(fraction * unique.size))), replace=False))
+    n_held = min(unique.size - 1, max(2, int(round(fraction * unique.size))))
+    held_groups = set(rng.choice(unique, size=n_held, replace=False))
     held = np.array([g in held_groups for g in groups])
     return np.flatnonzero(~held), np.flatnonzero(held)

@@ -19,6 +19,7 @@ from pynetdicom import AE, evt
 from pynetdicom.acse import ACSE
 from pynetdicom.sop_class import Verification
 from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import NodeSettings, PeerRule
 from dicom_node.db import Index, IntegrityError, Outcome, ReceivedInstance
@@ -45,6 +46,15 @@ class RejectedInstance(Exception):
     def __init__(self, status: StoreStatus, reason: str) -> None:
         super().__init__(reason)
         self.status = status
+
+
+class SharedPortServer(ThreadedAssociationServer):
+    """Sets SO_REUSEPORT so several node processes accept on one port (the kernel spreads
+    the connections): one Python process is CPU-bound at well under the link's speed."""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
 
 class AllowListACSE(ACSE):
@@ -136,19 +146,22 @@ class StoreSCP:
             self.ae.add_supported_context(cx.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, reuse_port: bool = False) -> None:
+        """Listen in a background thread; `reuse_port` lets sibling processes share the port."""
         handlers = [
             (evt.EVT_CONN_OPEN, self._on_connection),
             (evt.EVT_ACCEPTED, self._log_rejected_contexts),
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_C_STORE, self.handle_store),
         ]
-        self._server = self.ae.start_server(
+        self._server = self.ae.make_server(
             (self.settings.host, self.settings.port),
-            block=False,
             evt_handlers=handlers,
             ssl_context=self._ssl_context(),
+            server_class=SharedPortServer if reuse_port else ThreadedAssociationServer,
         )
+        self.ae._servers.append(self._server)  # as AE.start_server does: shutdown() expects it
+        threading.Thread(target=self._server.serve_forever, name="scp-acceptor", daemon=True).start()
         log.info("listening as %s on %s:%d%s", self.settings.ae_title, self.settings.host,
                  self.settings.port, " (TLS)" if self.settings.tls.enabled else "")
 
@@ -253,7 +266,7 @@ class StoreSCP:
                     self.spool.discard(spooled)
                     return Outcome.DUPLICATE
                 version = 1 if latest is None else latest.version + 1
-                relative = self.spool.relative_path(rec.study_uid, rec.sop_instance_uid, version)
+                relative = self.spool.relative_path(rec.study_uid, rec.sop_instance_uid, rec.sha256)
                 self.spool.commit(spooled, relative)
                 self.index.record_instance(rec, version, relative)
         except IntegrityError as exc:  # another node process indexed this version first

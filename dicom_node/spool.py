@@ -56,9 +56,9 @@ class Spool:
             raise
         return SpooledFile(path, size, digest.hexdigest())
 
-    def relative_path(self, study_uid: str, sop_instance_uid: str, version: int) -> str:
-        name = sop_instance_uid if version == 1 else f"{sop_instance_uid}.v{version}"
-        return f"{study_uid}/{name}.dcm"
+    def relative_path(self, study_uid: str, sop_instance_uid: str, sha256: str) -> str:
+        """Named by content too: two writers of one UID with different bytes never collide."""
+        return f"{study_uid}/{sop_instance_uid}.{sha256[:16]}.dcm"
 
     def commit(self, spooled: SpooledFile, relative: str) -> Path:
         """Rename the temporary file into place and fsync the directory entry."""

@@ -58,7 +58,8 @@ def train_member(
     start = 0
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=True)
-        if state["recipe"] != recipe.to_dict():
+        saved = {k: v for k, v in state["recipe"].items() if k != "epochs"}
+        if saved != {k: v for k, v in recipe.to_dict().items() if k != "epochs"}:
             raise SystemExit(f"{ckpt}: checkpoint of another recipe; use a new --out directory")
         member.load_state_dict(state["member"])
         opt.load_state_dict(state["optimisers"])

@@ -8,7 +8,10 @@ For an image x with reconstruction x' = G(E(x)) the statistics are (higher = les
 - ``encoder_features``: squared distance of E's hidden layers between x and x';
 - ``disc_features``: squared distance of D's hidden layers between x and x';
 - ``disc``: minus D's realness logit for x (BiGAN: for the pair (x, E(x)));
-- ``code``: minus C's prior-likeness logit for E(x) (Alpha-GAN only).
+- ``code``: C's logit that E(x) was drawn from the prior rather than encoded from a normal
+  image (Alpha-GAN only). C is trained to tell encoded normals from prior draws, so a code
+  it cannot place among the encoded normals is pushed to the prior side: measured on the
+  validation split, the sign that says "unlike encoded normals" is the anomalous one.
 """
 
 from __future__ import annotations
@@ -88,5 +91,5 @@ class GanMember(nn.Module):
             "disc": -logit,
         }
         if self.code_discriminator is not None:
-            stats["code"] = -self.code_discriminator(code)
+            stats["code"] = self.code_discriminator(code)
         return MemberOutput(stats, rec, diff)

@@ -78,22 +78,27 @@ class Generator(nn.Module):
         return self.net(z[:, :, None, None])
 
 
+def _critic_blocks(image_size: int, base: int) -> nn.ModuleList:
+    """Spectral-normalised strided convolutions from the image down to 4 x 4."""
+    blocks: list[nn.Module] = []
+    c_in = 1
+    for c_out in _widths(image_size, base):
+        blocks.append(
+            nn.Sequential(
+                spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)
+            )
+        )
+        c_in = c_out
+    return nn.ModuleList(blocks)
+
+
 class ImageDiscriminator(nn.Module):
     """D: image -> realness logit (N,); `features` also returns the hidden taps."""
 
     def __init__(self, image_size: int, base: int = 32) -> None:
         super().__init__()
-        blocks: list[nn.Module] = []
-        c_in = 1
-        for c_out in _widths(image_size, base):
-            blocks.append(
-                nn.Sequential(
-                    spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2, inplace=True)
-                )
-            )
-            c_in = c_out
-        self.blocks = nn.ModuleList(blocks)
-        self.head = spectral_norm(nn.Conv2d(c_in, 1, 4, 1, 0))
+        self.blocks = _critic_blocks(image_size, base)
+        self.head = spectral_norm(nn.Conv2d(_widths(image_size, base)[-1], 1, 4, 1, 0))
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         taps = []
@@ -128,7 +133,7 @@ class JointDiscriminator(nn.Module):
 
     def __init__(self, image_size: int, z_dim: int, base: int = 32) -> None:
         super().__init__()
-        self.image = ImageDiscriminator(image_size, base)
+        self.blocks = _critic_blocks(image_size, base)
         c_last = _widths(image_size, base)[-1]
         self.code = nn.Sequential(spectral_norm(nn.Linear(z_dim, 256)), nn.LeakyReLU(0.2))
         self.joint = nn.Sequential(
@@ -142,7 +147,7 @@ class JointDiscriminator(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         taps = []
         h = x
-        for block in self.image.blocks:
+        for block in self.blocks:
             h = block(h)
             taps.append(h)
         joint = torch.cat([h.flatten(1), self.code(z)], dim=1)

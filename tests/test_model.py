@@ -1,0 +1,168 @@
+"""The anomaly model on a tiny configuration: training steps, statistics, calibration, files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from dicom_node.anomaly_model import AnomalyModel, load_model
+from dicom_node.cli import main
+from dicom_node.errors import ModelFileError
+from dicom_node.gan.calibration import Calibration, fit_norms, threshold_at_sensitivity
+from dicom_node.gan.model import ALPHA_GAN_STATISTICS, BIGAN_STATISTICS, GanMember
+from dicom_node.gan.recipe import Architecture, Recipe
+from dicom_node.gan.training import make_optimisers, sample_diversity, train_epoch
+from dicom_node.samples import SAMPLES_DIR
+
+TINY = dict(image_size=32, z_dim=8, base_width=4, batch_size=8, epochs=1)
+
+
+def images(n: int = 16, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 32, 32, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("arch", list(Architecture))
+def test_training_steps_move_every_network(arch):
+    torch.manual_seed(0)
+    member = GanMember(Recipe(arch=arch, **TINY))
+    before = {k: v.clone() for k, v in member.state_dict().items()}
+    opt = make_optimisers(member)
+    losses = list(train_epoch(member, opt, images(), torch.Generator().manual_seed(0)))
+    assert len(losses) == 2 and all(np.isfinite(v) for step in losses for v in step.values())
+    for name in ("encoder", "generator", "discriminator"):
+        changed = [not torch.equal(before[k], v) for k, v in member.state_dict().items()
+                   if k.startswith(name) and v.dtype.is_floating_point]
+        assert any(changed), f"{name} did not learn"
+    assert sample_diversity(member) > 0
+
+
+@pytest.mark.parametrize("arch,names", [(Architecture.ALPHA_GAN, ALPHA_GAN_STATISTICS),
+                                        (Architecture.BIGAN, BIGAN_STATISTICS)])
+def test_statistics_have_one_value_per_image(arch, names):
+    member = GanMember(Recipe(arch=arch, **TINY)).eval()
+    out = member.analyse(images(5))
+    assert tuple(out.statistics) == names
+    assert all(v.shape == (5,) for v in out.statistics.values())
+    assert out.difference.shape == (5, 1, 32, 32) and float(out.difference.min()) >= 0
+
+
+def test_reconstruction_error_grows_with_the_difference():
+    member = GanMember(Recipe(**TINY)).eval()
+    x = images(4)
+    rec = member.generator(member.encoder(x)).detach()
+    far = member.analyse(-rec).statistics["recon"]
+    near = member.analyse(rec).statistics["recon"]
+    assert bool((far > near).all())
+
+
+def tiny_model(members: int = 2) -> AnomalyModel:
+    torch.manual_seed(0)
+    ms = [GanMember(Recipe(**TINY)) for _ in range(members)]
+    model = AnomalyModel("tiny", Recipe(**TINY), ms, None)
+    norms = fit_norms(model.analyse(images(20, seed=1)).member_stats)
+    model.calibration = Calibration(norms, {"recon": 1.0, "disc": 1.0},
+                                    sorted(np.linspace(-1, 1, 21).tolist()), 0.5, "test point")
+    return model
+
+
+def test_calibration_standardises_against_normals_not_the_batch():
+    model = tiny_model()
+    held = images(20, seed=1)
+    z = model.calibration.standardise(model.analyse(held).member_stats)
+    assert abs(float(z["recon"].mean())) < 1e-4  # the held-out normals themselves: mean 0
+    one = model.score(held[:1])[0]
+    again = model.score(held[:3])[0]  # same image in a different batch: same score
+    assert one.score == pytest.approx(again.score, abs=1e-5)
+
+
+def test_percentile_and_flag():
+    model = tiny_model()
+    cal = model.calibration
+    assert cal.percentile(-5) == 0 and cal.percentile(5) == 100
+    assert cal.percentile(0.0) == pytest.approx(100 * 11 / 21)
+    scores = model.score(images(3))
+    assert all(s.abnormal == (s.score >= cal.threshold) for s in scores)
+
+
+def test_threshold_reaches_the_requested_sensitivity():
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    t = threshold_at_sensitivity(scores, labels, 0.8)
+    assert (scores[labels == 1] >= t).mean() >= 0.8 and t == pytest.approx(0.7)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = tiny_model()
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    x = images(3, seed=5)
+    for a, b in zip(model.score(x), loaded.score(x)):
+        assert a.score == pytest.approx(b.score, abs=1e-5) and a.percentile == b.percentile
+
+
+def test_missing_truncated_and_incompatible_files_name_themselves(tmp_path):
+    model = tiny_model()
+    model.save(tmp_path / "m")
+    with pytest.raises(ModelFileError, match="model.json: model file missing"):
+        load_model(tmp_path / "nowhere")
+    weights = tmp_path / "m" / "weights.safetensors"
+    shutil.copy(weights, tmp_path / "w")
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="weights.safetensors: truncated or corrupt"):
+        load_model(tmp_path / "m")
+    shutil.copy(tmp_path / "w", weights)
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["recipe"]["base_width"] = 8
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="weights do not fit the recipe"):
+        load_model(tmp_path / "m")
+    meta["format"] = 99
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="model format 99"):
+        load_model(tmp_path / "m")
+
+
+def test_train_on_a_dicom_folder_then_score_and_evaluate(tmp_path, capsys):
+    """A site trains on a folder of its own normal DICOM studies; the model then scores."""
+    import pydicom
+
+    folder = tmp_path / "normals"
+    folder.mkdir()
+    for i in range(6):  # six patients from the three normal samples
+        name = ("zhanglab_01_normal.dcm", "zhanglab_02_normal.dcm", "zhanglab_05_normal.dcm")[i % 3]
+        ds = pydicom.dcmread(SAMPLES_DIR / name)
+        ds.PatientID = f"SITE{i}"
+        ds.save_as(folder / f"{i}.dcm")
+    (folder / "notes.txt").write_text("not DICOM: skipped with a warning")
+    out = tmp_path / "site-model"
+    assert main(["train", "--data", str(folder), "--out", str(out), "--image-size", "32",
+                 "--base-width", "4", "--batch-size", "2", "--epochs", "2", "--members", "1",
+                 "--device", "cpu"]) == 0
+    assert (out / "diagnostics.jsonl").read_text().count("\n") == 2
+    assert list((out / "samples").glob("*.png"))
+    capsys.readouterr()
+    assert main(["score", "--model", str(out), "--json",
+                 str(SAMPLES_DIR / "zhanglab_03_pneumonia.dcm"), str(tmp_path / "missing.dcm")]) == 1
+    good, bad = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert set(good) >= {"score", "percentile", "abnormal", "statistics"}
+    assert "not a readable DICOM file" in bad["error"]
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    npz = tmp_path / "normals.npz"
+    rng = np.random.default_rng(0)
+    np.savez(npz, images=rng.integers(0, 255, (24, 40, 40), dtype=np.uint8),
+             labels=np.zeros(24, np.uint8), patient_ids=np.array([f"p{i}" for i in range(24)]))
+    args = ["train", "--data", str(npz), "--out", str(tmp_path / "m"), "--image-size", "32",
+            "--base-width", "4", "--batch-size", "8", "--members", "1", "--device", "cpu"]
+    assert main([*args, "--epochs", "1"]) == 0
+    assert main([*args, "--epochs", "3"]) == 0  # the same command, more epochs: resumes
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "m" / "diagnostics.jsonl").open()]
+    assert epochs == [1, 2, 3]
+    with pytest.raises(SystemExit, match="checkpoint of another recipe"):
+        main([*args, "--epochs", "4", "--base-width", "8"])
