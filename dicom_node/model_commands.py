@@ -9,7 +9,7 @@ from pathlib import Path
 from dicom_node.gan.model import ALPHA_GAN_STATISTICS, BIGAN_STATISTICS
 from dicom_node.gan.recipe import Architecture, Recipe
 
-DEFAULT_WEIGHTS = "recon=1,encoder_features=1,disc_features=1,disc=1,code=1"
+DEFAULT_WEIGHTS = "disc=1"  # chosen by the ablation in models/alpha-gan-zhanglab/MODEL_CARD.md
 
 
 def _parse_weights(text: str, arch: Architecture) -> dict[str, float]:
@@ -48,6 +48,19 @@ def cmd_train(args) -> int:
                          _parse_weights(args.combine, arch), args.val, args.sensitivity,
                          args.name or Path(args.out).name)
     print(f"model written to {args.out} (threshold {model.calibration.threshold:.3f}: "
+          f"{model.calibration.operating_point})")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from dicom_node.anomaly_model import load_model
+    from dicom_node.training_run import recalibrate
+
+    model_dir = _model_path(args)
+    model = load_model(model_dir)
+    recalibrate(model, model_dir, args.data, _parse_weights(args.combine, model.recipe.arch),
+                args.val, args.sensitivity)
+    print(f"{model_dir}: recalibrated (threshold {model.calibration.threshold:.3f}: "
           f"{model.calibration.operating_point})")
     return 0
 
@@ -122,6 +135,15 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
     p.add_argument("--name")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("calibrate", help="new statistic weights or operating point, no retraining")
+    p.add_argument("--model", help="model directory (default: the one in --config)")
+    p.add_argument("--config", default="config/node.yaml")
+    p.add_argument("--data", required=True, help="the training data (its held-out normals)")
+    p.add_argument("--combine", default=DEFAULT_WEIGHTS)
+    p.add_argument("--val")
+    p.add_argument("--sensitivity", type=float, default=0.95)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("evaluate", help="AUROC and operating point on a labelled set")
     p.add_argument("--model", help="model directory (default: the one in --config)")

@@ -130,6 +130,22 @@ def calibrate(
     return Calibration(norms, weights, normal_scores, threshold, point)
 
 
+def recalibrate(
+    model: AnomalyModel, directory: Path, data: str, weights: dict[str, float],
+    val_path: str | None, sensitivity: float,
+) -> None:
+    """New statistic weights or operating point for a trained model, without retraining.
+
+    `data` must be the training data: the held-out normals are the same patients as in training.
+    """
+    images = load_image_set(data)
+    _, held_idx = split_held_out(images.groups, HELD_OUT_FRACTION)
+    held_x = images.model_inputs(model.image_size, held_idx)
+    val = load_image_set(val_path) if val_path else None
+    model.calibration = calibrate(model, held_x, weights, val, sensitivity)
+    model.save(directory)
+
+
 def run_training(
     data: str,
     out: Path,
