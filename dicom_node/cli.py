@@ -24,6 +24,36 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_worker(args) -> int:
+    from dicom_node.node import run_worker
+
+    run_worker(_settings(args))
+    return 0
+
+
+def cmd_worklist(args) -> int:
+    from dicom_node.node import open_index
+
+    index = open_index(_settings(args))
+    try:
+        rows = index.worklist()
+    finally:
+        index.close()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    from dicom_node.demo import print_worklist
+
+    print_worklist(rows)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from dicom_node.demo import run_demo
+
+    return run_demo(_settings(args))
+
+
 def cmd_status(args) -> int:
     from dicom_node.node import open_index
 
@@ -40,6 +70,9 @@ def cmd_status(args) -> int:
     print(f"instances: {counts['instances']}")
     print("studies:   " + ", ".join(f"{k} {v}" for k, v in sorted(counts["studies"].items())))
     print("jobs:      " + (", ".join(f"{k} {v}" for k, v in sorted(counts["jobs"].items())) or "none"))
+    print("exports:   " + (", ".join(f"{k} {v}" for k, v in sorted(counts["exports"].items())) or "none"))
+    for line in counts["dead_letters"]:
+        print(f"dead letter {line}")
     for uid, reason in skipped.items():
         print(f"skipped {uid}: {reason}")
     return 0
@@ -60,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the node in the foreground")
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="score queued studies and deliver results (no SCP)")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("demo", help="node + stand-in PACS + the samples, end to end")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="model and worker settings to use")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("worklist", help="scored studies, most suspicious first")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_worklist)
 
     p = sub.add_parser("status", help="counts of instances, studies and jobs")
     p.add_argument("--config", default=DEFAULT_CONFIG)
@@ -84,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per sweep is noise
+    if not args.verbose:  # one line per sweep, association or copied module is noise
+        for noisy in ("apscheduler", "pynetdicom", "highdicom"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except DicomNodeError as exc:

@@ -139,11 +139,64 @@ class Destination:
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """Attempts and exponential backoff; `next_attempt` says when, or None: give up."""
+
+    max_attempts: int = 5
+    backoff_s: float = 5.0
+    max_backoff_s: float = 300.0
+
+    def check(self) -> str | None:
+        if self.max_attempts < 1 or self.backoff_s < 0 or self.max_backoff_s < self.backoff_s:
+            return "needs max_attempts >= 1 and 0 <= backoff_s <= max_backoff_s"
+        return None
+
+    def delay_after(self, attempts: int) -> float | None:
+        if attempts >= self.max_attempts:
+            return None
+        return min(self.max_backoff_s, self.backoff_s * 2 ** (attempts - 1))
+
+
+@dataclass(frozen=True)
+class ScoringRetry(RetryPolicy):
+    max_attempts: int = 3
+    backoff_s: float = 10.0
+    max_backoff_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class ExportRetry(RetryPolicy):
+    max_attempts: int = 20
+    backoff_s: float = 5.0
+    max_backoff_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    enabled: bool = True  # run a worker inside `serve`
+    poll_s: float = 1.0
+    lease_s: float = 60.0  # a job whose worker stops renewing this is taken over
+    batch_size: int = 16
+    device: str = "auto"  # auto | cpu | cuda
+    urgent_percentile: float | None = None  # None: urgent = above the model's operating point
+    scoring: ScoringRetry = field(default_factory=ScoringRetry)
+    export: ExportRetry = field(default_factory=ExportRetry)
+
+    def check(self) -> str | None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            return f"device must be auto, cpu or cuda, got {self.device!r}"
+        if self.poll_s <= 0 or self.lease_s <= 0 or self.batch_size < 1:
+            return "poll_s, lease_s and batch_size must be positive"
+        return None
+
+
+@dataclass(frozen=True)
 class Settings:
     node: NodeSettings = field(default_factory=NodeSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     studies: StudySettings = field(default_factory=StudySettings)
     model: ModelSettings = field(default_factory=ModelSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
     destinations: tuple[Destination, ...] = ()
     source: Path | None = None  # the file these settings came from
 

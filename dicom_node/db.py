@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,7 +13,9 @@ from enum import Enum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -24,6 +28,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> dt.datetime:
@@ -42,6 +49,12 @@ class JobState(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
+    DEAD = "dead"  # gave up after the configured attempts (reason kept)
+
+
+class ExportState(str, Enum):
+    PENDING = "pending"  # waiting for its (next) attempt
+    SENT = "sent"  # the destination answered Success for every object
     DEAD = "dead"  # gave up after the configured attempts (reason kept)
 
 
@@ -68,6 +81,10 @@ class Study(Base):
     first_received_at: Mapped[dt.datetime] = mapped_column(DateTime)
     last_received_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    priority: Mapped[str] = mapped_column(String(16), default="")  # urgent / routine once scored
+    max_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_percentile: Mapped[float | None] = mapped_column(Float, nullable=True)
+    scored_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Series(Base):
@@ -115,6 +132,48 @@ class Job(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ImageResult(Base):
+    """The score of one instance in one study version."""
+
+    __tablename__ = "image_result"
+    __table_args__ = (UniqueConstraint("instance_id", "study_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    study_version: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    percentile: Mapped[float] = mapped_column(Float)
+    abnormal: Mapped[bool] = mapped_column(Boolean)
+    statistics: Mapped[str] = mapped_column(Text)  # JSON: statistic -> z-score
+    model: Mapped[str] = mapped_column(String(64))
+
+
+class Export(Base):
+    """One study version's result objects to one destination: the sent-set."""
+
+    __tablename__ = "export"
+    __table_args__ = (UniqueConstraint("study_id", "study_version", "destination"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    study_version: Mapped[int] = mapped_column(Integer)
+    destination: Mapped[str] = mapped_column(String(64))
+    files: Mapped[str] = mapped_column(Text)  # JSON list of result files, relative to data_dir
+    state: Mapped[str] = mapped_column(String(16), default=ExportState.PENDING.value, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    study_id: int
+    study_version: int
+    attempts: int
+    study_uid: str
 
 
 @dataclass(frozen=True)
@@ -271,13 +330,171 @@ class Index:
                       last_error="", created_at=now, updated_at=now))
             return StudyState.QUEUED
 
+    # -- scoring queue ----------------------------------------------------------------------
+    def claim_next_job(self, owner: str, lease_s: float) -> ClaimedJob | None:
+        """Take the most urgent due job, or one whose worker's lease ran out (a dead worker).
+
+        PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent workers never take the same row;
+        SQLite: BEGIN IMMEDIATE already serialises the claim.
+        """
+        now = utcnow()
+        with self.session() as s:
+            job = s.scalars(
+                select(Job)
+                .where(
+                    ((Job.state == JobState.QUEUED.value) & (Job.not_before <= now))
+                    | ((Job.state == JobState.RUNNING.value) & (Job.lease_expires_at < now))
+                )
+                .order_by(Job.priority.desc(), Job.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if job is None:
+                return None
+            if job.state == JobState.RUNNING.value:
+                log.warning("job #%d: lease of %s expired, taking it over", job.id, job.lease_owner)
+            job.state = JobState.RUNNING.value
+            job.lease_owner = owner
+            job.lease_expires_at = now + dt.timedelta(seconds=lease_s)
+            job.attempts += 1
+            job.updated_at = now
+            study = s.get(Study, job.study_id)
+            return ClaimedJob(job.id, job.study_id, job.study_version, job.attempts,
+                              study.study_uid)
+
+    def renew_lease(self, job_id: int, owner: str, lease_s: float) -> bool:
+        with self.session() as s:
+            job = s.get(Job, job_id, with_for_update=True)
+            if job is None or job.lease_owner != owner or job.state != JobState.RUNNING.value:
+                return False
+            job.lease_expires_at = utcnow() + dt.timedelta(seconds=lease_s)
+            return True
+
+    def study_images(self, study_id: int, rules_match) -> list[Instance]:
+        """The newest version of each instance of the study that `rules_match(instance)`."""
+        with self.session() as s:
+            rows = list(s.scalars(select(Instance).where(Instance.study_id == study_id)
+                                  .order_by(Instance.sop_instance_uid, Instance.version.desc())))
+        newest: dict[str, Instance] = {}
+        for row in rows:
+            newest.setdefault(row.sop_instance_uid, row)
+        return [r for r in newest.values() if rules_match(r)]
+
+    def study_of(self, study_id: int) -> Study:
+        with self.session() as s:
+            return s.get(Study, study_id)
+
+    def finish_job_scored(
+        self, job: ClaimedJob, owner: str, results: list[ImageResult], priority: str,
+        exports: list[tuple[str, list[str]]],
+    ) -> bool:
+        """Record the scores, the study's priority and the exports to make, in one commit."""
+        now = utcnow()
+        with self.session() as s:
+            row = s.get(Job, job.id, with_for_update=True)
+            if row is None or row.lease_owner != owner or row.state != JobState.RUNNING.value:
+                return False  # another worker took over: its result stands
+            study = s.get(Study, job.study_id, with_for_update=True)
+            s.add_all(results)
+            row.state, row.updated_at, row.last_error = JobState.DONE.value, now, ""
+            if study.version == job.study_version:
+                study.state = StudyState.SCORED.value
+                study.priority = priority
+                study.max_score = max(r.score for r in results)
+                study.max_percentile = max(r.percentile for r in results)
+                study.scored_at = now
+                study.reason = f"{len(results)} image(s) scored"
+            for destination, files in exports:
+                s.add(Export(study_id=job.study_id, study_version=job.study_version,
+                             destination=destination, files=json.dumps(files),
+                             state=ExportState.PENDING.value, attempts=0, next_attempt_at=now,
+                             last_error=""))
+            return True
+
+    def fail_job(self, job: ClaimedJob, owner: str, reason: str, retry_at: dt.datetime | None) -> None:
+        """Retry later, or (retry_at None) dead-letter the job and mark the study not scored."""
+        with self.session() as s:
+            row = s.get(Job, job.id, with_for_update=True)
+            if row is None or row.lease_owner != owner:
+                return
+            row.last_error = reason
+            row.updated_at = utcnow()
+            row.lease_owner = None
+            if retry_at is not None:
+                row.state, row.not_before = JobState.QUEUED.value, retry_at
+                return
+            row.state = JobState.DEAD.value
+            study = s.get(Study, job.study_id, with_for_update=True)
+            if study.version == job.study_version:
+                study.state = StudyState.NOT_SCORED.value
+                study.reason = f"not scored: {reason}"
+
+    # -- exports --------------------------------------------------------------------------
+    def claim_due_export(self, lease_s: float) -> Export | None:
+        """Take one due export; pushing its next attempt out by the lease keeps others off it."""
+        now = utcnow()
+        with self.session() as s:
+            exp = s.scalars(
+                select(Export)
+                .where(Export.state == ExportState.PENDING.value, Export.next_attempt_at <= now)
+                .order_by(Export.id).limit(1).with_for_update(skip_locked=True)
+            ).first()
+            if exp is not None:
+                exp.attempts += 1
+                exp.next_attempt_at = now + dt.timedelta(seconds=lease_s)
+            return exp
+
+    def export_sent(self, export_id: int) -> None:
+        with self.session() as s:
+            exp = s.get(Export, export_id, with_for_update=True)
+            exp.state, exp.sent_at, exp.last_error = ExportState.SENT.value, utcnow(), ""
+
+    def export_failed(self, export_id: int, reason: str, retry_at: dt.datetime | None) -> None:
+        with self.session() as s:
+            exp = s.get(Export, export_id, with_for_update=True)
+            exp.last_error = reason
+            if retry_at is None:
+                exp.state = ExportState.DEAD.value
+            else:
+                exp.next_attempt_at = retry_at
+
+    def worklist(self) -> list[dict]:
+        """Scored studies, most suspicious first, with where their results went."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Study, Patient.patient_id).join(Patient, Patient.id == Study.patient_id)
+                .where(Study.max_score.is_not(None))
+                .order_by((Study.priority == "urgent").desc(), Study.max_score.desc())
+            ).all()
+            exports = list(s.scalars(select(Export)))
+        by_study: dict[tuple[int, int], list[Export]] = {}
+        for e in exports:
+            by_study.setdefault((e.study_id, e.study_version), []).append(e)
+        return [
+            {
+                "study_uid": st.study_uid, "accession_number": st.accession_number,
+                "patient_id": pid, "study_date": st.study_date, "version": st.version,
+                "state": st.state, "priority": st.priority,
+                "score": round(st.max_score, 3), "percentile": round(st.max_percentile, 1),
+                "results": {e.destination: e.state + (f" ({e.last_error})" if e.last_error else "")
+                            for e in by_study.get((st.id, st.version), [])},
+            }
+            for st, pid in rows
+        ]
+
     # -- status ---------------------------------------------------------------------------
     def counts(self) -> dict:
         with self.session() as s:
             instances = s.scalar(select(func.count()).select_from(Instance))
             studies = dict(s.execute(select(Study.state, func.count()).group_by(Study.state)).all())
             jobs = dict(s.execute(select(Job.state, func.count()).group_by(Job.state)).all())
-        return {"instances": instances, "studies": studies, "jobs": jobs}
+            exports = dict(s.execute(select(Export.state, func.count()).group_by(Export.state)).all())
+            dead = [f"{e.destination}: {e.last_error}" for e in
+                    s.scalars(select(Export).where(Export.state == ExportState.DEAD.value))]
+            dead += [f"job #{j.id}: {j.last_error}" for j in
+                     s.scalars(select(Job).where(Job.state == JobState.DEAD.value))]
+        return {"instances": instances, "studies": studies, "jobs": jobs, "exports": exports,
+                "dead_letters": dead}
 
     def studies(self) -> list[Study]:
         with self.session() as s:
@@ -288,5 +505,6 @@ class Index:
             return list(s.scalars(select(Instance).order_by(Instance.id)))
 
 
-__all__ = ["Index", "IntegrityError", "Instance", "Job", "JobState", "Outcome",
+__all__ = ["ClaimedJob", "Export", "ExportState", "ImageResult", "Index", "IntegrityError",
+           "Instance", "Job", "JobState", "Outcome",
            "ReceivedInstance", "Study", "StudyState", "utcnow"]

@@ -1,7 +1,7 @@
-"""The running node: index, spool, SCP and scheduler wired from one Settings object.
+"""The running node: index, spool, SCP, scheduler and worker wired from one Settings object.
 
 With `node.processes` > 1 the SCP runs in that many processes sharing the port
-(SO_REUSEPORT); the first one also runs the scheduler.
+(SO_REUSEPORT); the first one also runs the scheduler and the worker.
 """
 
 from __future__ import annotations
@@ -32,13 +32,8 @@ def _wait_for_stop_signal() -> threading.Event:
     return stop
 
 
-def _run_scp_until_stopped(settings: Settings, index: Index, stop: threading.Event) -> None:
-    scp = StoreSCP(settings.node, index, Spool(settings.storage.data_dir / "spool"))
-    scp.start(reuse_port=settings.node.processes > 1)
-    try:
-        stop.wait()
-    finally:
-        scp.stop()
+def _make_scp(settings: Settings, index: Index) -> StoreSCP:
+    return StoreSCP(settings.node, index, Spool(settings.storage.data_dir / "spool"))
 
 
 def _scp_process(settings: Settings) -> None:
@@ -46,31 +41,72 @@ def _scp_process(settings: Settings) -> None:
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     stop = _wait_for_stop_signal()
     index = open_index(settings)
-    try:
-        _run_scp_until_stopped(settings, index, stop)
-    finally:
-        index.close()
+    scp = _make_scp(settings, index)
+    scp.start(reuse_port=True)
+    stop.wait()
+    scp.stop()
+    index.close()
+
+
+class RunningNode:
+    """Everything `serve` runs, started in the background; `stop` finishes in-flight work."""
+
+    def __init__(self, settings: Settings, with_worker: bool | None = None) -> None:
+        self.settings = settings
+        self.index = open_index(settings)
+        Spool(settings.storage.data_dir / "spool").clean_leftovers()  # before anyone writes
+        spawn = multiprocessing.get_context("spawn")
+        self.siblings = [spawn.Process(target=_scp_process, args=(settings,), name=f"scp-{i}")
+                         for i in range(1, settings.node.processes)]
+        for p in self.siblings:
+            p.start()
+        self.scheduler = start_scheduler(self.index, settings.studies)
+        self.worker = self.worker_thread = None
+        if settings.worker.enabled if with_worker is None else with_worker:
+            from dicom_node.worker import Worker
+
+            self.worker = Worker(settings, self.index)
+            self.worker_thread = threading.Thread(target=self.worker.run_forever, name="worker",
+                                                  daemon=True)
+            self.worker_thread.start()
+        self.scp = _make_scp(settings, self.index)
+        self.scp.start(reuse_port=settings.node.processes > 1)
+
+    def stop(self) -> None:
+        log.info("stopping: finishing in-flight associations")
+        self.scp.stop()
+        for p in self.siblings:
+            p.terminate()  # SIGTERM: each finishes its own associations
+        for p in self.siblings:
+            p.join(timeout=90)
+        if self.worker is not None:
+            self.worker.stop.set()
+            self.worker_thread.join(timeout=120)
+        self.scheduler.shutdown(wait=True)
+        self.index.close()
+        log.info("stopped")
 
 
 def serve(settings: Settings) -> None:
     """Run in the foreground until SIGTERM or SIGINT; in-flight associations finish first."""
     stop = _wait_for_stop_signal()
-    index = open_index(settings)
-    Spool(settings.storage.data_dir / "spool").clean_leftovers()  # before anyone writes
-    spawn = multiprocessing.get_context("spawn")
-    siblings = [spawn.Process(target=_scp_process, args=(settings,), name=f"scp-{i}")
-                for i in range(1, settings.node.processes)]
-    for p in siblings:
-        p.start()
-    scheduler = start_scheduler(index, settings.studies)
+    node = RunningNode(settings)
     try:
-        _run_scp_until_stopped(settings, index, stop)
+        stop.wait()
     finally:
-        log.info("stopping: finishing in-flight associations")
-        for p in siblings:
-            p.terminate()  # SIGTERM: each finishes its own associations
-        for p in siblings:
-            p.join(timeout=90)
-        scheduler.shutdown(wait=True)
-        index.close()
-        log.info("stopped")
+        node.stop()
+
+
+def run_worker(settings: Settings) -> None:
+    """`dicom-node worker`: only the scoring and export loop, until SIGTERM or SIGINT."""
+    from dicom_node.worker import Worker
+
+    stop = _wait_for_stop_signal()
+    index = open_index(settings)
+    worker = Worker(settings, index)
+    thread = threading.Thread(target=worker.run_forever, name="worker", daemon=True)
+    thread.start()
+    stop.wait()
+    worker.stop.set()
+    thread.join(timeout=120)
+    index.close()

@@ -101,6 +101,7 @@ def make_node(tmp_path, database_url):
             "node": {"ae_title": "DICOM_NODE", "host": "127.0.0.1", "port": port},
             "storage": {"data_dir": "data", "database_url": database_url},
             "studies": {"stable_after_s": 1},
+            "worker": {"enabled": False},
         }
         for key, value in sections.items():
             config.setdefault(key, {}).update(value)
