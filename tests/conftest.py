@@ -104,7 +104,10 @@ def make_node(tmp_path, database_url):
             "worker": {"enabled": False},
         }
         for key, value in sections.items():
-            config.setdefault(key, {}).update(value)
+            if isinstance(value, dict):
+                config.setdefault(key, {}).update(value)
+            else:
+                config[key] = value
         path = tmp_path / f"node{len(nodes)}.yaml"
         path.write_text(yaml.safe_dump(config))
         node = NodeProcess(path, tmp_path / "data", port, tmp_path / f"node{len(nodes)}.log")
