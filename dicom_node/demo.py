@@ -34,14 +34,14 @@ def _free_port() -> int:
 class ReceivingPacs:
     """A minimal storage SCP that keeps what it receives in a folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, port: int | None = None) -> None:
         self.folder = folder
         self.received: list[tuple[str, str, Path]] = []  # (study, SOP class name, file)
         self.lock = threading.Lock()
         self.ae = AE(ae_title=PACS_AE)
         for sop in (Comprehensive3DSRStorage, SecondaryCaptureImageStorage):
             self.ae.add_supported_context(sop, ACCEPTED_TRANSFER_SYNTAXES)
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.server = self.ae.start_server(("127.0.0.1", self.port), block=False,
                                            evt_handlers=[(evt.EVT_C_STORE, self._store)])
 
