@@ -59,23 +59,40 @@ def pynetdicom_pacs(work: Path):
 def orthanc_pacs(work: Path):
     port, http = free_port(), free_port()
     config = work / "orthanc.json"
-    config.write_text(json.dumps({"Name": "bench", "StorageDirectory": str(work / "db"),
-                                  "IndexDirectory": str(work / "db"), "DicomAet": "ORTHANC",
-                                  "DicomPort": port, "HttpPort": http, "Plugins": [],
-                                  "RemoteAccessAllowed": False, "AuthenticationEnabled": False}))
-    proc = subprocess.Popen(["Orthanc", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config.write_text(
+        json.dumps(
+            {
+                "Name": "bench",
+                "StorageDirectory": str(work / "db"),
+                "IndexDirectory": str(work / "db"),
+                "DicomAet": "ORTHANC",
+                "DicomPort": port,
+                "HttpPort": http,
+                "Plugins": [],
+                "RemoteAccessAllowed": False,
+                "AuthenticationEnabled": False,
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        ["Orthanc", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     seen: dict[str, float] = {}
     stop = threading.Event()
 
     def poll_changes() -> None:  # Orthanc's change log: when each SR instance was stored
         since = 0
         while not stop.is_set():
-            with urllib.request.urlopen(f"http://127.0.0.1:{http}/changes?since={since}&limit=1000") as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{http}/changes?since={since}&limit=1000"
+            ) as r:
                 changes = json.loads(r.read())
             now = time.monotonic()
             for c in changes["Changes"]:
                 if c["ChangeType"] == "NewInstance":
-                    with urllib.request.urlopen(f"http://127.0.0.1:{http}/instances/{c['ID']}/simplified-tags") as r:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{http}/instances/{c['ID']}/simplified-tags"
+                    ) as r:
                         tags = json.loads(r.read())
                     if tags.get("SOPClassUID") == SR_CLASS:
                         seen.setdefault(tags["StudyInstanceUID"], now)
@@ -98,15 +115,24 @@ def run(pacs_factory, studies: int, stable_after: float, root: Path) -> dict:
     with pacs_factory(work) as (aet, pacs_port, sr_times):
         node_port = free_port()
         config = work / "node.yaml"
-        config.write_text(json.dumps({
-            "node": {"host": "127.0.0.1", "port": node_port},
-            "storage": {"data_dir": str(work / "node")},
-            "studies": {"stable_after_s": stable_after},
-            "worker": {"poll_s": 0.1},
-            "destinations": [{"name": "pacs", "ae_title": aet, "host": "127.0.0.1", "port": pacs_port}],
-        }))
-        node = subprocess.Popen([sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(config)],
-                                stdout=(work / "node.log").open("w"), stderr=subprocess.STDOUT)
+        config.write_text(
+            json.dumps(
+                {
+                    "node": {"host": "127.0.0.1", "port": node_port},
+                    "storage": {"data_dir": str(work / "node")},
+                    "studies": {"stable_after_s": stable_after},
+                    "worker": {"poll_s": 0.1},
+                    "destinations": [
+                        {"name": "pacs", "ae_title": aet, "host": "127.0.0.1", "port": pacs_port}
+                    ],
+                }
+            )
+        )
+        node = subprocess.Popen(
+            [sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(config)],
+            stdout=(work / "node.log").open("w"),
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_for_echo(node_port, "DICOM_NODE", node)
             ds = pydicom.dcmread(SAMPLES_DIR / "zhanglab_04_pneumonia.dcm")
@@ -129,9 +155,12 @@ def run(pacs_factory, studies: int, stable_after: float, root: Path) -> dict:
             node.wait(timeout=120)
     latencies = sorted(done[s] - received[s] - stable_after for s in received if s in done)
     span = max(done.values()) - min(received.values())
-    return {"delivered": len(latencies), "p50_s": statistics.median(latencies),
-            "p95_s": latencies[max(0, int(round(0.95 * len(latencies))) - 1)],
-            "studies_per_min": 60 * len(latencies) / span}
+    return {
+        "delivered": len(latencies),
+        "p50_s": statistics.median(latencies),
+        "p95_s": latencies[max(0, int(round(0.95 * len(latencies))) - 1)],
+        "studies_per_min": 60 * len(latencies) / span,
+    }
 
 
 def main() -> None:
@@ -141,13 +170,18 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dicom-node-e2e-"))
     try:
-        print(f"{args.studies} one-image studies (73 KB JPEG DX) in one burst; latency = SR at the "
-              f"PACS - last image at the node - {args.stable_after:.0f} s quiet period")
+        print(
+            f"{args.studies} one-image studies (73 KB JPEG DX) in one burst; latency = SR at the "
+            f"PACS - last image at the node - {args.stable_after:.0f} s quiet period"
+        )
         print(f"{'PACS':<22}{'delivered':>10}{'p50 s':>8}{'p95 s':>8}{'studies/min':>13}")
         for name, factory in (("pynetdicom SCP", pynetdicom_pacs), ("Orthanc", orthanc_pacs)):
             r = run(factory, args.studies, args.stable_after, root)
-            print(f"{name:<22}{r['delivered']:>10}{r['p50_s']:>8.2f}{r['p95_s']:>8.2f}"
-                  f"{r['studies_per_min']:>13.1f}", flush=True)
+            print(
+                f"{name:<22}{r['delivered']:>10}{r['p50_s']:>8.2f}{r['p95_s']:>8.2f}"
+                f"{r['studies_per_min']:>13.1f}",
+                flush=True,
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -26,7 +26,10 @@ from pydicom.uid import generate_uid
 
 from dicom_node.samples import SAMPLES_DIR
 
-FILES = {"1.8MB DX": ("zhanglab_01_normal.dcm", "-xe"), "73KB JPEG": ("zhanglab_04_pneumonia.dcm", "-xy")}
+FILES = {
+    "1.8MB DX": ("zhanglab_01_normal.dcm", "-xe"),
+    "73KB JPEG": ("zhanglab_04_pneumonia.dcm", "-xy"),
+}
 
 
 def free_port() -> int:
@@ -40,8 +43,12 @@ def wait_for_echo(port: int, aet: str, proc: subprocess.Popen, timeout: float = 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{aet} exited with {proc.returncode}")
-        if subprocess.run(["echoscu", "-aec", aet, "127.0.0.1", str(port)],
-                          capture_output=True).returncode == 0:
+        if (
+            subprocess.run(
+                ["echoscu", "-aec", aet, "127.0.0.1", str(port)], capture_output=True
+            ).returncode
+            == 0
+        ):
             return
         time.sleep(0.2)
     raise RuntimeError(f"{aet} did not answer C-ECHO on {port}")
@@ -51,13 +58,25 @@ def wait_for_echo(port: int, aet: str, proc: subprocess.Popen, timeout: float = 
 def node(workdir: Path, processes: int):
     port = free_port()
     config = workdir / "node.yaml"
-    config.write_text(json.dumps({
-        "node": {"ae_title": "DICOM_NODE", "host": "127.0.0.1", "port": port, "processes": processes},
-        "storage": {"data_dir": str(workdir / "data")},
-        "studies": {"stable_after_s": 3600},
-    }))
-    proc = subprocess.Popen([sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config.write_text(
+        json.dumps(
+            {
+                "node": {
+                    "ae_title": "DICOM_NODE",
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "processes": processes,
+                },
+                "storage": {"data_dir": str(workdir / "data")},
+                "studies": {"stable_after_s": 3600},
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_echo(port, "DICOM_NODE", proc)
         yield "DICOM_NODE", port
@@ -70,13 +89,25 @@ def node(workdir: Path, processes: int):
 def orthanc(workdir: Path):
     port = free_port()
     config = workdir / "orthanc.json"
-    config.write_text(json.dumps({
-        "Name": "bench", "StorageDirectory": str(workdir / "storage"),
-        "IndexDirectory": str(workdir / "storage"), "DicomAet": "ORTHANC", "DicomPort": port,
-        "HttpPort": free_port(), "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-        "DicomCheckCalledAet": False, "Plugins": [],
-    }))
-    proc = subprocess.Popen(["Orthanc", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config.write_text(
+        json.dumps(
+            {
+                "Name": "bench",
+                "StorageDirectory": str(workdir / "storage"),
+                "IndexDirectory": str(workdir / "storage"),
+                "DicomAet": "ORTHANC",
+                "DicomPort": port,
+                "HttpPort": free_port(),
+                "RemoteAccessAllowed": False,
+                "AuthenticationEnabled": False,
+                "DicomCheckCalledAet": False,
+                "Plugins": [],
+            }
+        )
+    )
+    proc = subprocess.Popen(
+        ["Orthanc", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_echo(port, "ORTHANC", proc)
         yield "ORTHANC", port
@@ -90,9 +121,12 @@ def storescp(workdir: Path):
     port = free_port()
     out = workdir / "storescp"
     out.mkdir()
-    proc = subprocess.Popen(["storescp", "-aet", "STORESCP", "+xa", "-od", str(out), str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "TCP_NODELAY": "1"})
+    proc = subprocess.Popen(
+        ["storescp", "-aet", "STORESCP", "+xa", "-od", str(out), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "TCP_NODELAY": "1"},
+    )
     try:
         wait_for_echo(port, "STORESCP", proc)
         yield "STORESCP", port
@@ -118,9 +152,15 @@ def send(aet: str, port: int, files: list[Path], option: str, associations: int)
     chunks = [files[i::associations] for i in range(associations)]
     env = {**os.environ, "TCP_NODELAY": "1"}
     start = time.perf_counter()
-    procs = [subprocess.Popen(["storescu", option, "-aec", aet, "127.0.0.1", str(port), *map(str, c)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-             for c in chunks]
+    procs = [
+        subprocess.Popen(
+            ["storescu", option, "-aec", aet, "127.0.0.1", str(port), *map(str, c)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for c in chunks
+    ]
     for p in procs:
         _, err = p.communicate()
         if p.returncode != 0:
@@ -132,8 +172,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2],
-                        help="node.processes settings to measure")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="node.processes settings to measure",
+    )
     args = parser.parse_args()
     for tool in ("storescu", "storescp", "echoscu", "Orthanc"):
         if shutil.which(tool) is None:
@@ -154,16 +199,27 @@ def main() -> None:
                             seconds = send(aet, port, files, option, assocs)
                         shutil.rmtree(work, ignore_errors=True)
                         results.setdefault((label, target, assocs), []).append(seconds)
-                        print(f"  round {rnd + 1} {label:<10} {assocs} assoc {target:<20}"
-                              f" {args.copies / seconds:7.1f} images/s", file=sys.stderr, flush=True)
-            print(f"\n{label}: {args.copies} images, {megabytes:.1f} MB, median of {args.rounds} rounds")
-            print(f"{'target':<22}{'assoc':>6}{'images/s':>10}{'MB/s':>8}{'/orthanc':>10}{'/storescp':>10}")
+                        print(
+                            f"  round {rnd + 1} {label:<10} {assocs} assoc {target:<20}"
+                            f" {args.copies / seconds:7.1f} images/s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+            print(
+                f"\n{label}: {args.copies} images, {megabytes:.1f} MB, "
+                f"median of {args.rounds} rounds"
+            )
+            print(
+                f"{'target':<22}{'assoc':>6}{'images/s':>10}{'MB/s':>8}{'/orthanc':>10}{'/storescp':>10}"
+            )
             for assocs in (1, 4):
                 med = {t: statistics.median(results[(label, t, assocs)]) for t in targets}
                 for t in targets:
                     rate = args.copies / med[t]
-                    print(f"{t:<22}{assocs:>6}{rate:>10.1f}{megabytes / med[t]:>8.1f}"
-                          f"{med['orthanc'] / med[t]:>9.2f}x{med['storescp'] / med[t]:>9.2f}x")
+                    print(
+                        f"{t:<22}{assocs:>6}{rate:>10.1f}{megabytes / med[t]:>8.1f}"
+                        f"{med['orthanc'] / med[t]:>9.2f}x{med['storescp'] / med[t]:>9.2f}x"
+                    )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

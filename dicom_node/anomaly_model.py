@@ -143,7 +143,8 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ano
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != FORMAT_VERSION:
             raise ModelFileError(
-                f"{meta_path}: model format {meta.get('format')!r}, this node reads {FORMAT_VERSION}"
+                f"{meta_path}: model format {meta.get('format')!r}, "
+                f"this node reads {FORMAT_VERSION}"
             )
         recipe = Recipe.from_dict(meta["recipe"])
         calibration = Calibration.from_dict(meta["calibration"]) if meta["calibration"] else None

@@ -69,8 +69,13 @@ def cmd_status(args) -> int:
         return 0
     print(f"instances: {counts['instances']}")
     print("studies:   " + ", ".join(f"{k} {v}" for k, v in sorted(counts["studies"].items())))
-    print("jobs:      " + (", ".join(f"{k} {v}" for k, v in sorted(counts["jobs"].items())) or "none"))
-    print("exports:   " + (", ".join(f"{k} {v}" for k, v in sorted(counts["exports"].items())) or "none"))
+    print(
+        "jobs:      " + (", ".join(f"{k} {v}" for k, v in sorted(counts["jobs"].items())) or "none")
+    )
+    print(
+        "exports:   "
+        + (", ".join(f"{k} {v}" for k, v in sorted(counts["exports"].items())) or "none")
+    )
     for line in counts["dead_letters"]:
         print(f"dead letter {line}")
     for uid, reason in skipped.items():
@@ -80,8 +85,10 @@ def cmd_status(args) -> int:
 
 def cmd_config_check(args) -> int:
     settings = load_settings(args.file)
-    print(f"{settings.source}: valid (AE {settings.node.ae_title} on port {settings.node.port}, "
-          f"data in {settings.storage.data_dir}, model {settings.model.path})")
+    print(
+        f"{settings.source}: valid (AE {settings.node.ae_title} on port {settings.node.port}, "
+        f"data in {settings.storage.data_dir}, model {settings.model.path})"
+    )
     return 0
 
 

@@ -22,7 +22,12 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "alpha-gan-z
 
 
 def _check_ae_title(value: str) -> str | None:
-    if not 0 < len(value) <= 16 or "\\" in value or not value.isprintable() or value.strip() != value:
+    if (
+        not 0 < len(value) <= 16
+        or "\\" in value
+        or not value.isprintable()
+        or value.strip() != value
+    ):
         return f"{value!r} is not a valid AE title (1-16 printable characters, no backslash)"
     return None
 
@@ -51,7 +56,9 @@ class PeerRule:
             return False
         if self.host is not None:
             try:
-                return ipaddress.ip_address(address) in ipaddress.ip_network(self.host, strict=False)
+                return ipaddress.ip_address(address) in ipaddress.ip_network(
+                    self.host, strict=False
+                )
             except ValueError:
                 return False
         return True
@@ -226,7 +233,8 @@ def _build(cls: type, data: object, key: str, base: Path, file: Path):
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{file}: {key + '.' if key else ''}{unknown[0]}: unknown key (known: {', '.join(fields)})"
+            f"{file}: {key + '.' if key else ''}{unknown[0]}: unknown key "
+            f"(known: {', '.join(fields)})"
         )
     values = {
         name: _convert(hints[name], value, f"{key}.{name}" if key else name, base, file)

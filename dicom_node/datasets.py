@@ -62,7 +62,9 @@ def _load_dicom_folder(folder: Path) -> ImageSet:
     return ImageSet(images, np.zeros(len(images), np.int64), np.asarray(groups))
 
 
-def split_held_out(groups: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_held_out(
+    groups: np.ndarray, fraction: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, held_out) with whole patients held out; the split seed is fixed."""
     unique = np.unique(groups)
     if unique.size < 3:

@@ -29,7 +29,6 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-
 log = logging.getLogger(__name__)
 
 
@@ -206,8 +205,9 @@ def make_engine(url: str):
     if url.startswith("sqlite"):
         # isolation_level None + BEGIN IMMEDIATE: each transaction takes the write lock up
         # front, so concurrent associations wait (busy timeout) instead of failing to upgrade.
-        engine = create_engine(url, connect_args={
-            "timeout": 30, "check_same_thread": False, "isolation_level": None})
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False, "isolation_level": None}
+        )
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):
@@ -266,16 +266,23 @@ class Index:
             ).first()
             if study is None:
                 study = Study(
-                    study_uid=rec.study_uid, patient_id=patient.id,
-                    accession_number=rec.accession_number, study_date=rec.study_date,
-                    version=1, state=StudyState.RECEIVING.value, reason="",
-                    first_received_at=now, last_received_at=now,
+                    study_uid=rec.study_uid,
+                    patient_id=patient.id,
+                    accession_number=rec.accession_number,
+                    study_date=rec.study_date,
+                    version=1,
+                    state=StudyState.RECEIVING.value,
+                    reason="",
+                    first_received_at=now,
+                    last_received_at=now,
                 )
                 s.add(study)
                 s.flush()
             elif study.state != StudyState.RECEIVING.value:
                 study.version += 1
-                study.reason = f"reopened: new image after {study.state} of version {study.version - 1}"
+                study.reason = (
+                    f"reopened: new image after {study.state} of version {study.version - 1}"
+                )
                 study.state = StudyState.RECEIVING.value
                 study.completed_at = None
             study.last_received_at = now
@@ -284,23 +291,37 @@ class Index:
                 series = Series(series_uid=rec.series_uid, study_id=study.id, modality=rec.modality)
                 s.add(series)
                 s.flush()
-            s.add(Instance(
-                sop_instance_uid=rec.sop_instance_uid, version=version, series_id=series.id,
-                study_id=study.id, study_version=study.version, sop_class_uid=rec.sop_class_uid,
-                transfer_syntax_uid=rec.transfer_syntax_uid, modality=rec.modality,
-                body_part=rec.body_part, size=rec.size, sha256=rec.sha256,
-                calling_ae=rec.calling_ae, peer_host=rec.peer_host, received_at=now, file=file,
-            ))
+            s.add(
+                Instance(
+                    sop_instance_uid=rec.sop_instance_uid,
+                    version=version,
+                    series_id=series.id,
+                    study_id=study.id,
+                    study_version=study.version,
+                    sop_class_uid=rec.sop_class_uid,
+                    transfer_syntax_uid=rec.transfer_syntax_uid,
+                    modality=rec.modality,
+                    body_part=rec.body_part,
+                    size=rec.size,
+                    sha256=rec.sha256,
+                    calling_ae=rec.calling_ae,
+                    peer_host=rec.peer_host,
+                    received_at=now,
+                    file=file,
+                )
+            )
 
     # -- study completion -------------------------------------------------------------------
     def stable_studies(self, quiet_since: dt.datetime) -> list[int]:
         with self.session() as s:
-            return list(s.scalars(
-                select(Study.id).where(
-                    Study.state == StudyState.RECEIVING.value,
-                    Study.last_received_at <= quiet_since,
+            return list(
+                s.scalars(
+                    select(Study.id).where(
+                        Study.state == StudyState.RECEIVING.value,
+                        Study.last_received_at <= quiet_since,
+                    )
                 )
-            ))
+            )
 
     def complete_study(self, study_id: int, quiet_since: dt.datetime, route) -> StudyState | None:
         """Mark a quiet study complete: `route(instances)` returns (accepted, reason).
@@ -325,9 +346,20 @@ class Index:
                 study.state = StudyState.SKIPPED.value
                 return StudyState.SKIPPED
             study.state = StudyState.QUEUED.value
-            s.add(Job(study_id=study.id, study_version=study.version, kind="score",
-                      state=JobState.QUEUED.value, priority=0, attempts=0, not_before=now,
-                      last_error="", created_at=now, updated_at=now))
+            s.add(
+                Job(
+                    study_id=study.id,
+                    study_version=study.version,
+                    kind="score",
+                    state=JobState.QUEUED.value,
+                    priority=0,
+                    attempts=0,
+                    not_before=now,
+                    last_error="",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
             return StudyState.QUEUED
 
     # -- scoring queue ----------------------------------------------------------------------
@@ -359,8 +391,9 @@ class Index:
             job.attempts += 1
             job.updated_at = now
             study = s.get(Study, job.study_id)
-            return ClaimedJob(job.id, job.study_id, job.study_version, job.attempts,
-                              study.study_uid)
+            return ClaimedJob(
+                job.id, job.study_id, job.study_version, job.attempts, study.study_uid
+            )
 
     def renew_lease(self, job_id: int, owner: str, lease_s: float) -> bool:
         with self.session() as s:
@@ -373,8 +406,13 @@ class Index:
     def study_images(self, study_id: int, rules_match) -> list[Instance]:
         """The newest version of each instance of the study that `rules_match(instance)`."""
         with self.session() as s:
-            rows = list(s.scalars(select(Instance).where(Instance.study_id == study_id)
-                                  .order_by(Instance.sop_instance_uid, Instance.version.desc())))
+            rows = list(
+                s.scalars(
+                    select(Instance)
+                    .where(Instance.study_id == study_id)
+                    .order_by(Instance.sop_instance_uid, Instance.version.desc())
+                )
+            )
         newest: dict[str, Instance] = {}
         for row in rows:
             newest.setdefault(row.sop_instance_uid, row)
@@ -385,7 +423,11 @@ class Index:
             return s.get(Study, study_id)
 
     def finish_job_scored(
-        self, job: ClaimedJob, owner: str, results: list[ImageResult], priority: str,
+        self,
+        job: ClaimedJob,
+        owner: str,
+        results: list[ImageResult],
+        priority: str,
         exports: list[tuple[str, list[str]]],
     ) -> bool:
         """Record the scores, the study's priority and the exports to make, in one commit."""
@@ -405,13 +447,23 @@ class Index:
                 study.scored_at = now
                 study.reason = f"{len(results)} image(s) scored"
             for destination, files in exports:
-                s.add(Export(study_id=job.study_id, study_version=job.study_version,
-                             destination=destination, files=json.dumps(files),
-                             state=ExportState.PENDING.value, attempts=0, next_attempt_at=now,
-                             last_error=""))
+                s.add(
+                    Export(
+                        study_id=job.study_id,
+                        study_version=job.study_version,
+                        destination=destination,
+                        files=json.dumps(files),
+                        state=ExportState.PENDING.value,
+                        attempts=0,
+                        next_attempt_at=now,
+                        last_error="",
+                    )
+                )
             return True
 
-    def fail_job(self, job: ClaimedJob, owner: str, reason: str, retry_at: dt.datetime | None) -> None:
+    def fail_job(
+        self, job: ClaimedJob, owner: str, reason: str, retry_at: dt.datetime | None
+    ) -> None:
         """Retry later, or (retry_at None) dead-letter the job and mark the study not scored."""
         with self.session() as s:
             row = s.get(Job, job.id, with_for_update=True)
@@ -437,7 +489,9 @@ class Index:
             exp = s.scalars(
                 select(Export)
                 .where(Export.state == ExportState.PENDING.value, Export.next_attempt_at <= now)
-                .order_by(Export.id).limit(1).with_for_update(skip_locked=True)
+                .order_by(Export.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
             ).first()
             if exp is not None:
                 exp.attempts += 1
@@ -462,7 +516,8 @@ class Index:
         """Scored studies, most suspicious first, with where their results went."""
         with self.session() as s:
             rows = s.execute(
-                select(Study, Patient.patient_id).join(Patient, Patient.id == Study.patient_id)
+                select(Study, Patient.patient_id)
+                .join(Patient, Patient.id == Study.patient_id)
                 .where(Study.max_score.is_not(None))
                 .order_by((Study.priority == "urgent").desc(), Study.max_score.desc())
             ).all()
@@ -472,12 +527,19 @@ class Index:
             by_study.setdefault((e.study_id, e.study_version), []).append(e)
         return [
             {
-                "study_uid": st.study_uid, "accession_number": st.accession_number,
-                "patient_id": pid, "study_date": st.study_date, "version": st.version,
-                "state": st.state, "priority": st.priority,
-                "score": round(st.max_score, 3), "percentile": round(st.max_percentile, 1),
-                "results": {e.destination: e.state + (f" ({e.last_error})" if e.last_error else "")
-                            for e in by_study.get((st.id, st.version), [])},
+                "study_uid": st.study_uid,
+                "accession_number": st.accession_number,
+                "patient_id": pid,
+                "study_date": st.study_date,
+                "version": st.version,
+                "state": st.state,
+                "priority": st.priority,
+                "score": round(st.max_score, 3),
+                "percentile": round(st.max_percentile, 1),
+                "results": {
+                    e.destination: e.state + (f" ({e.last_error})" if e.last_error else "")
+                    for e in by_study.get((st.id, st.version), [])
+                },
             }
             for st, pid in rows
         ]
@@ -488,13 +550,24 @@ class Index:
             instances = s.scalar(select(func.count()).select_from(Instance))
             studies = dict(s.execute(select(Study.state, func.count()).group_by(Study.state)).all())
             jobs = dict(s.execute(select(Job.state, func.count()).group_by(Job.state)).all())
-            exports = dict(s.execute(select(Export.state, func.count()).group_by(Export.state)).all())
-            dead = [f"{e.destination}: {e.last_error}" for e in
-                    s.scalars(select(Export).where(Export.state == ExportState.DEAD.value))]
-            dead += [f"job #{j.id}: {j.last_error}" for j in
-                     s.scalars(select(Job).where(Job.state == JobState.DEAD.value))]
-        return {"instances": instances, "studies": studies, "jobs": jobs, "exports": exports,
-                "dead_letters": dead}
+            exports = dict(
+                s.execute(select(Export.state, func.count()).group_by(Export.state)).all()
+            )
+            dead = [
+                f"{e.destination}: {e.last_error}"
+                for e in s.scalars(select(Export).where(Export.state == ExportState.DEAD.value))
+            ]
+            dead += [
+                f"job #{j.id}: {j.last_error}"
+                for j in s.scalars(select(Job).where(Job.state == JobState.DEAD.value))
+            ]
+        return {
+            "instances": instances,
+            "studies": studies,
+            "jobs": jobs,
+            "exports": exports,
+            "dead_letters": dead,
+        }
 
     def studies(self) -> list[Study]:
         with self.session() as s:
@@ -505,6 +578,19 @@ class Index:
             return list(s.scalars(select(Instance).order_by(Instance.id)))
 
 
-__all__ = ["ClaimedJob", "Export", "ExportState", "ImageResult", "Index", "IntegrityError",
-           "Instance", "Job", "JobState", "Outcome",
-           "ReceivedInstance", "Study", "StudyState", "utcnow"]
+__all__ = [
+    "ClaimedJob",
+    "Export",
+    "ExportState",
+    "ImageResult",
+    "Index",
+    "IntegrityError",
+    "Instance",
+    "Job",
+    "JobState",
+    "Outcome",
+    "ReceivedInstance",
+    "Study",
+    "StudyState",
+    "utcnow",
+]

@@ -42,8 +42,9 @@ class ReceivingPacs:
         for sop in (Comprehensive3DSRStorage, SecondaryCaptureImageStorage):
             self.ae.add_supported_context(sop, ACCEPTED_TRANSFER_SYNTAXES)
         self.port = port or _free_port()
-        self.server = self.ae.start_server(("127.0.0.1", self.port), block=False,
-                                           evt_handlers=[(evt.EVT_C_STORE, self._store)])
+        self.server = self.ae.start_server(
+            ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
+        )
 
     def _store(self, event) -> int:
         ds = event.dataset
@@ -84,8 +85,9 @@ def run_demo(base: Settings, timeout_s: float = 300) -> int:
     pacs = ReceivingPacs(workdir / "pacs")
     settings = dataclasses.replace(
         base,
-        node=dataclasses.replace(base.node, host="127.0.0.1", port=_free_port(), accept_from=(),
-                                 processes=1),
+        node=dataclasses.replace(
+            base.node, host="127.0.0.1", port=_free_port(), accept_from=(), processes=1
+        ),
         storage=dataclasses.replace(base.storage, data_dir=workdir / "node", database_url=None),
         studies=dataclasses.replace(base.studies, stable_after_s=2.0),
         worker=dataclasses.replace(base.worker, enabled=True, poll_s=0.2),
@@ -95,11 +97,15 @@ def run_demo(base: Settings, timeout_s: float = 300) -> int:
     node = RunningNode(settings)
     try:
         started = time.monotonic()
-        print(f"sent {send_samples(settings.node.port)} of {len(sample_files())} sample images "
-              f"to the node on port {settings.node.port}")
+        print(
+            f"sent {send_samples(settings.node.port)} of {len(sample_files())} sample images "
+            f"to the node on port {settings.node.port}"
+        )
         while time.monotonic() - started < timeout_s:
             counts = node.index.counts()
-            open_studies = sum(v for k, v in counts["studies"].items() if k in ("receiving", "queued"))
+            open_studies = sum(
+                v for k, v in counts["studies"].items() if k in ("receiving", "queued")
+            )
             if counts["instances"] and not open_studies and not counts["exports"].get("pending"):
                 break
             time.sleep(0.5)
@@ -107,11 +113,17 @@ def run_demo(base: Settings, timeout_s: float = 300) -> int:
             print(f"timed out after {timeout_s:.0f} s: {node.index.counts()}")
             return 1
         elapsed = time.monotonic() - started
-        print(f"\nall studies settled in {elapsed:.1f} s (including the {settings.studies.stable_after_s:.0f} s quiet period)\n")
+        print(
+            f"\nall studies settled in {elapsed:.1f} s (including the "
+            f"{settings.studies.stable_after_s:.0f} s quiet period)\n"
+        )
         print_worklist(node.index.worklist())
         for study in node.index.studies():
             if study.state in ("skipped", "not_scored"):
-                print(f"{study.state}: study {study.study_uid} (accession {study.accession_number}): {study.reason}")
+                print(
+                    f"{study.state}: study {study.study_uid} "
+                    f"(accession {study.accession_number}): {study.reason}"
+                )
         print(f"\nreceived by {PACS_AE} (port {pacs.port}):")
         for study_uid, kind, path in sorted(pacs.received):
             print(f"  {kind:<32} study ...{study_uid[-12:]}  {path}")
@@ -122,8 +134,13 @@ def run_demo(base: Settings, timeout_s: float = 300) -> int:
 
 
 def print_worklist(rows: list[dict]) -> None:
-    print(f"{'priority':<9}{'score':>7}{'pctl':>6}  {'accession':<12}{'patient':<12}{'date':<10}results")
+    print(
+        f"{'priority':<9}{'score':>7}{'pctl':>6}  "
+        f"{'accession':<12}{'patient':<12}{'date':<10}results"
+    )
     for r in rows:
         sent = ", ".join(f"{k}: {v}" for k, v in r["results"].items()) or "no destination"
-        print(f"{r['priority']:<9}{r['score']:>7.2f}{r['percentile']:>6.0f}  "
-              f"{r['accession_number']:<12}{r['patient_id']:<12}{r['study_date']:<10}{sent}")
+        print(
+            f"{r['priority']:<9}{r['score']:>7.2f}{r['percentile']:>6.0f}  "
+            f"{r['accession_number']:<12}{r['patient_id']:<12}{r['study_date']:<10}{sent}"
+        )

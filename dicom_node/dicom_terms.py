@@ -7,12 +7,12 @@ from enum import IntEnum
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
+    JPEG2000,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -39,8 +39,12 @@ ACCEPTED_TRANSFER_SYNTAXES: tuple[str, ...] = (
     RLELossless,
 )
 
-UNCOMPRESSED = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian,
-                DeflatedExplicitVRLittleEndian}
+UNCOMPRESSED = {
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    DeflatedExplicitVRLittleEndian,
+}
 
 # Anatomic Region Sequence codes (SNOMED CT, and the retired SRT codes) that mean chest.
 CHEST_CODES = {"43799004": "CHEST", "51185008": "THORAX", "T-D3000": "CHEST", "T-D3050": "THORAX"}

@@ -35,7 +35,9 @@ def evaluate_model(model: AnomalyModel, data: ImageSet, plots: Path | None = Non
         "model": model.name,
         "auroc": round(float(roc_auc_score(labels, combined)), 4),
         "average_precision": round(float(average_precision_score(labels, combined)), 4),
-        "per_statistic": {k: round(float(roc_auc_score(labels, v.numpy())), 4) for k, v in z.items()},
+        "per_statistic": {
+            k: round(float(roc_auc_score(labels, v.numpy())), 4) for k, v in z.items()
+        },
         "per_member_auroc": [
             round(float(roc_auc_score(labels, _member_combined(cal, s, i))), 4)
             for i, s in enumerate(raw.member_stats)
@@ -51,14 +53,23 @@ def evaluate_model(model: AnomalyModel, data: ImageSet, plots: Path | None = Non
         plots.mkdir(parents=True, exist_ok=True)
         curves = {k: (v.numpy(), labels, result["per_statistic"][k]) for k, v in z.items()}
         curves["combined"] = (combined, labels, result["auroc"])
-        save_roc_curves(curves, plots / f"roc_{model.name}.png", f"{model.name}: ROC on {len(labels)} images")
-        save_statistic_histograms({**{k: v.numpy() for k, v in z.items()}, "combined": combined},
-                                  labels, plots / f"statistics_{model.name}.png",
-                                  f"{model.name}: statistics on validation set")
+        save_roc_curves(
+            curves, plots / f"roc_{model.name}.png", f"{model.name}: ROC on {len(labels)} images"
+        )
+        save_statistic_histograms(
+            {**{k: v.numpy() for k, v in z.items()}, "combined": combined},
+            labels,
+            plots / f"statistics_{model.name}.png",
+            f"{model.name}: statistics on validation set",
+        )
         for label, name in ((0, "normal"), (1, "abnormal")):
             idx = np.flatnonzero(labels == label)[:8]
-            save_difference_grid(x[idx], raw.reconstruction[idx], raw.difference[idx],
-                                 plots / f"reconstructions_{model.name}_{name}.png")
+            save_difference_grid(
+                x[idx],
+                raw.reconstruction[idx],
+                raw.difference[idx],
+                plots / f"reconstructions_{model.name}_{name}.png",
+            )
     return result
 
 
@@ -77,6 +88,9 @@ def evaluate_pca(train: ImageSet, data: ImageSet) -> dict:
     v = data.model_inputs(PCA_IMAGE_SIZE).flatten(1).numpy()
     err = np.abs(v - pca.inverse_transform(pca.transform(v))).mean(1)
     auroc = round(float(roc_auc_score(labels, err)), 4)
-    return {"model": f"pca-{PCA_COMPONENTS}@{PCA_IMAGE_SIZE}px", "auroc": auroc,
-            "average_precision": round(float(average_precision_score(labels, err)), 4),
-            "per_statistic": {"recon": auroc}}
+    return {
+        "model": f"pca-{PCA_COMPONENTS}@{PCA_IMAGE_SIZE}px",
+        "auroc": auroc,
+        "average_precision": round(float(average_precision_score(labels, err)), 4),
+        "per_statistic": {"recon": auroc},
+    }

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Sequence
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
 
 from dicom_node.config import Destination
 from dicom_node.errors import DicomNodeError
@@ -35,12 +35,16 @@ def send_objects(destination: Destination, datasets: Sequence[Dataset], calling_
     if not assoc.is_established:
         raise ExportError(
             f"{destination.name} ({destination.ae_title}@{destination.host}:{destination.port}): "
-            "association not established (down, or refusing us)", permanent=False)
+            "association not established (down, or refusing us)",
+            permanent=False,
+        )
     try:
         for ds in datasets:
             if not any(cx.abstract_syntax == ds.SOPClassUID for cx in assoc.accepted_contexts):
-                raise ExportError(f"{destination.name}: does not accept SOP class "
-                                  f"{ds.SOPClassUID.name}", permanent=True)
+                raise ExportError(
+                    f"{destination.name}: does not accept SOP class {ds.SOPClassUID.name}",
+                    permanent=True,
+                )
             status = assoc.send_c_store(ds)
             if not status:
                 raise ExportError(f"{destination.name}: no response to C-STORE", permanent=False)
@@ -48,9 +52,8 @@ def send_objects(destination: Destination, datasets: Sequence[Dataset], calling_
             if code not in (0x0000, 0xB000, 0xB007, 0xB006):
                 raise ExportError(
                     f"{destination.name}: C-STORE of {ds.SOPClassUID.name} answered 0x{code:04X}",
-                    permanent=code not in TRANSIENT_STATUSES)
+                    permanent=code not in TRANSIENT_STATUSES,
+                )
     finally:
         assoc.release()
     log.info("sent %d object(s) to %s", len(datasets), destination.name)
-
-

@@ -42,13 +42,29 @@ def cmd_train(args) -> int:
 
     torch.set_num_threads(args.threads) if args.threads else None
     arch = Architecture(args.arch)
-    recipe = Recipe(arch=arch, image_size=args.image_size, epochs=args.epochs, seed=args.seed,
-                    base_width=args.base_width, batch_size=args.batch_size)
-    model = run_training(args.data, Path(args.out), recipe, args.members, pick_device(args.device),
-                         _parse_weights(args.combine, arch), args.val, args.sensitivity,
-                         args.name or Path(args.out).name)
-    print(f"model written to {args.out} (threshold {model.calibration.threshold:.3f}: "
-          f"{model.calibration.operating_point})")
+    recipe = Recipe(
+        arch=arch,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        seed=args.seed,
+        base_width=args.base_width,
+        batch_size=args.batch_size,
+    )
+    model = run_training(
+        args.data,
+        Path(args.out),
+        recipe,
+        args.members,
+        pick_device(args.device),
+        _parse_weights(args.combine, arch),
+        args.val,
+        args.sensitivity,
+        args.name or Path(args.out).name,
+    )
+    print(
+        f"model written to {args.out} (threshold {model.calibration.threshold:.3f}: "
+        f"{model.calibration.operating_point})"
+    )
     return 0
 
 
@@ -58,10 +74,18 @@ def cmd_calibrate(args) -> int:
 
     model_dir = _model_path(args)
     model = load_model(model_dir)
-    recalibrate(model, model_dir, args.data, _parse_weights(args.combine, model.recipe.arch),
-                args.val, args.sensitivity)
-    print(f"{model_dir}: recalibrated (threshold {model.calibration.threshold:.3f}: "
-          f"{model.calibration.operating_point})")
+    recalibrate(
+        model,
+        model_dir,
+        args.data,
+        _parse_weights(args.combine, model.recipe.arch),
+        args.val,
+        args.sensitivity,
+    )
+    print(
+        f"{model_dir}: recalibrated (threshold {model.calibration.threshold:.3f}: "
+        f"{model.calibration.operating_point})"
+    )
     return 0
 
 
@@ -85,9 +109,11 @@ def cmd_evaluate(args) -> int:
     for r in [result, *comparisons]:
         stats = " ".join(f"{k}={v:.3f}" for k, v in r["per_statistic"].items())
         print(f"{r['model']:<28} {r['auroc']:>6.3f} {r['average_precision']:>6.3f}  {stats}")
-    print(f"operating point ({result['operating_point']}): sensitivity {result['sensitivity']:.3f},"
-          f" specificity {result['specificity']:.3f} on {result['n_abnormal']} abnormal /"
-          f" {result['n_normal']} normal")
+    print(
+        f"operating point ({result['operating_point']}): sensitivity {result['sensitivity']:.3f},"
+        f" specificity {result['specificity']:.3f} on {result['n_abnormal']} abnormal /"
+        f" {result['n_normal']} normal"
+    )
     return 0
 
 
@@ -112,8 +138,10 @@ def cmd_score(args) -> int:
             print(f"{file}: not scored: {record['error']}")
         else:
             flag = "ABNORMAL" if record["abnormal"] else "normal"
-            print(f"{file}: score {record['score']:.2f} (percentile {record['percentile']:.0f}"
-                  f" among normals) {flag}")
+            print(
+                f"{file}: score {record['score']:.2f} (percentile {record['percentile']:.0f}"
+                f" among normals) {flag}"
+            )
     return status
 
 

@@ -37,8 +37,9 @@ def _make_scp(settings: Settings, index: Index) -> StoreSCP:
 
 
 def _scp_process(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+    )
     stop = _wait_for_stop_signal()
     index = open_index(settings)
     scp = _make_scp(settings, index)
@@ -56,8 +57,10 @@ class RunningNode:
         self.index = open_index(settings)
         Spool(settings.storage.data_dir / "spool").clean_leftovers()  # before anyone writes
         spawn = multiprocessing.get_context("spawn")
-        self.siblings = [spawn.Process(target=_scp_process, args=(settings,), name=f"scp-{i}")
-                         for i in range(1, settings.node.processes)]
+        self.siblings = [
+            spawn.Process(target=_scp_process, args=(settings,), name=f"scp-{i}")
+            for i in range(1, settings.node.processes)
+        ]
         for p in self.siblings:
             p.start()
         self.scheduler = start_scheduler(self.index, settings.studies)
@@ -66,8 +69,9 @@ class RunningNode:
             from dicom_node.worker import Worker
 
             self.worker = Worker(settings, self.index)
-            self.worker_thread = threading.Thread(target=self.worker.run_forever, name="worker",
-                                                  daemon=True)
+            self.worker_thread = threading.Thread(
+                target=self.worker.run_forever, name="worker", daemon=True
+            )
             self.worker_thread.start()
         self.scp = _make_scp(settings, self.index)
         self.scp.start(reuse_port=settings.node.processes > 1)

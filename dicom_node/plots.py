@@ -32,8 +32,9 @@ def save_reconstruction_grid(member, x: torch.Tensor, path: Path) -> None:
     Image.fromarray(_tile([x, rec, gen])).save(path)
 
 
-def save_roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path,
-                    title: str) -> None:
+def save_roc_curves(
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]], path: Path, title: str
+) -> None:
     """curves: label -> (scores, labels, auroc)."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for label, (scores, labels, auroc) in curves.items():
@@ -47,8 +48,9 @@ def save_roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], pat
     plt.close(fig)
 
 
-def save_statistic_histograms(stats: dict[str, np.ndarray], labels: np.ndarray, path: Path,
-                              title: str) -> None:
+def save_statistic_histograms(
+    stats: dict[str, np.ndarray], labels: np.ndarray, path: Path, title: str
+) -> None:
     """Normal vs abnormal histogram of each statistic ("statistics on validation set")."""
     names = list(stats)
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), squeeze=False)
@@ -65,7 +67,9 @@ def save_statistic_histograms(stats: dict[str, np.ndarray], labels: np.ndarray, 
     plt.close(fig)
 
 
-def save_difference_grid(x: torch.Tensor, rec: torch.Tensor, diff: torch.Tensor, path: Path) -> None:
+def save_difference_grid(
+    x: torch.Tensor, rec: torch.Tensor, diff: torch.Tensor, path: Path
+) -> None:
     """Rows: x, G(E(x)), |x - G(E(x))| (scaled to the row's maximum)."""
     scaled = diff / diff.amax().clamp_min(1e-6) * 2 - 1
     Image.fromarray(_tile([x, rec, scaled])).save(path)

@@ -55,7 +55,8 @@ class Algorithm:
 
     def identification(self) -> hd.sr.AlgorithmIdentification:
         return hd.sr.AlgorithmIdentification(
-            name=self.name, version=self.version,
+            name=self.name,
+            version=self.version,
             parameters=[f"{k}={v}" for k, v in self.parameters.items()],
         )
 
@@ -95,7 +96,9 @@ def write_anomaly_report(
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=device_uid(), name=DEVICE_NAME, manufacturer_name=MANUFACTURER,
+            uid=device_uid(),
+            name=DEVICE_NAME,
+            manufacturer_name=MANUFACTURER,
             model_name=algorithm.name,
         ),
     )
@@ -103,28 +106,41 @@ def write_anomaly_report(
     groups = []
     for i, (ds, score) in enumerate(zip(sources, scores), start=1):
         measurements = [
-            hd.sr.Measurement(name=ANOMALY_SCORE, value=round(score.score, 4), unit=Z_SCORE,
-                              algorithm_id=algorithm_id),
-            hd.sr.Measurement(name=ANOMALY_PERCENTILE, value=round(score.percentile, 1),
-                              unit=PERCENT, algorithm_id=algorithm_id),
+            hd.sr.Measurement(
+                name=ANOMALY_SCORE,
+                value=round(score.score, 4),
+                unit=Z_SCORE,
+                algorithm_id=algorithm_id,
+            ),
+            hd.sr.Measurement(
+                name=ANOMALY_PERCENTILE,
+                value=round(score.percentile, 1),
+                unit=PERCENT,
+                algorithm_id=algorithm_id,
+            ),
         ] + [
-            hd.sr.Measurement(name=_statistic_code(k), value=round(v, 4), unit=Z_SCORE,
-                              algorithm_id=algorithm_id)
+            hd.sr.Measurement(
+                name=_statistic_code(k), value=round(v, 4), unit=Z_SCORE, algorithm_id=algorithm_id
+            )
             for k, v in score.statistics.items()
         ]
-        groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(
-                uid=result_uid(study_uid, study_version, "tracking", ds.SOPInstanceUID),
-                identifier=f"image {i}",
-            ),
-            algorithm_id=algorithm_id,
-            measurements=measurements,
-            qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                name=ANOMALY_FLAG,
-                value=codes.SCT.Abnormal if score.abnormal else codes.SCT.Normal,
-            )],
-            source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)],
-        ))
+        groups.append(
+            hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=result_uid(study_uid, study_version, "tracking", ds.SOPInstanceUID),
+                    identifier=f"image {i}",
+                ),
+                algorithm_id=algorithm_id,
+                measurements=measurements,
+                qualitative_evaluations=[
+                    hd.sr.QualitativeEvaluation(
+                        name=ANOMALY_FLAG,
+                        value=codes.SCT.Abnormal if score.abnormal else codes.SCT.Normal,
+                    )
+                ],
+                source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)],
+            )
+        )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=PLAIN_CHEST_XRAY,
@@ -145,10 +161,14 @@ def write_anomaly_report(
     )
 
 
-def render_difference_overlay(unit_image: np.ndarray, score: ImageScore, threshold: float) -> np.ndarray:
+def render_difference_overlay(
+    unit_image: np.ndarray, score: ImageScore, threshold: float
+) -> np.ndarray:
     """RGB uint8: the image in grey, |x - G(E(x))| as a colour overlay, a legend and the score."""
     h, w = unit_image.shape
-    diff = np.asarray(Image.fromarray(score.difference_map.astype(np.float32)).resize((w, h), Image.BILINEAR))
+    diff = np.asarray(
+        Image.fromarray(score.difference_map.astype(np.float32)).resize((w, h), Image.BILINEAR)
+    )
     scale = max(float(np.percentile(diff, 99.5)), 1e-6)
     heat = np.clip(diff / scale, 0, 1)
     colours = colormaps["inferno"](heat)[..., :3]
@@ -160,22 +180,32 @@ def render_difference_overlay(unit_image: np.ndarray, score: ImageScore, thresho
     size = max(12, h // 40)
     font = ImageFont.load_default(size=size)
     flag = "ABOVE" if score.abnormal else "below"
-    lines = [NOT_FOR_DIAGNOSIS,
-             f"anomaly score {score.score:.2f} ({score.percentile:.0f}th percentile of normals)",
-             f"{flag} operating point {threshold:.2f}"]
+    lines = [
+        NOT_FOR_DIAGNOSIS,
+        f"anomaly score {score.score:.2f} ({score.percentile:.0f}th percentile of normals)",
+        f"{flag} operating point {threshold:.2f}",
+    ]
     y = size // 2
     for line in lines:
-        draw.rectangle([size // 2 - 2, y - 2, size // 2 + draw.textlength(line, font=font) + 2, y + size + 2], fill=(0, 0, 0))
+        draw.rectangle(
+            [size // 2 - 2, y - 2, size // 2 + draw.textlength(line, font=font) + 2, y + size + 2],
+            fill=(0, 0, 0),
+        )
         draw.text((size // 2, y), line, fill=(255, 255, 0), font=font)
         y += int(size * 1.4)
     # Legend: the colour bar from "no difference" to the 99.5th percentile of this image.
     bar_w, bar_h = max(20, w // 40), h // 3
     x0, y0 = w - bar_w - size, h - bar_h - 2 * size
     ramp = colormaps["inferno"](np.linspace(1, 0, bar_h))[:, :3]
-    image.paste(Image.fromarray((np.repeat(ramp[:, None], bar_w, 1) * 255).astype(np.uint8)), (x0, y0))
+    image.paste(
+        Image.fromarray((np.repeat(ramp[:, None], bar_w, 1) * 255).astype(np.uint8)), (x0, y0)
+    )
     for text, ty in (("high |x - G(E(x))|", y0 - size - 4), ("low", y0 + bar_h + 2)):
         tx = min(x0, w - int(draw.textlength(text, font=font)) - 4)
-        draw.rectangle([tx - 2, ty - 2, tx + draw.textlength(text, font=font) + 2, ty + size + 2], fill=(0, 0, 0))
+        draw.rectangle(
+            [tx - 2, ty - 2, tx + draw.textlength(text, font=font) + 2, ty + size + 2],
+            fill=(0, 0, 0),
+        )
         draw.text((tx, ty), text, fill=(255, 255, 255), font=font)
     return np.asarray(image)
 

@@ -32,8 +32,13 @@ def start_scheduler(index: Index, studies: StudySettings) -> BackgroundScheduler
     scheduler = BackgroundScheduler(timezone="UTC")
     every = max(0.5, min(5.0, studies.stable_after_s / 4))
     scheduler.add_job(
-        complete_stable_studies, "interval", seconds=every, args=(index, studies),
-        id="study-completion", max_instances=1, coalesce=True,
+        complete_stable_studies,
+        "interval",
+        seconds=every,
+        args=(index, studies),
+        id="study-completion",
+        max_instances=1,
+        coalesce=True,
     )
     scheduler.start()
     return scheduler

@@ -17,8 +17,8 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import data_element_generator
 from pynetdicom import AE, evt
 from pynetdicom.acse import ACSE
-from pynetdicom.sop_class import Verification
 from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import NodeSettings, PeerRule
@@ -119,8 +119,9 @@ def check_dataset(ds: Dataset, affected_uid: str, transfer_syntax: str) -> None:
             expected = expected_pixel_bytes(ds)
         except (AttributeError, ValueError, TypeError) as exc:
             raise RejectedInstance(
-                StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"image pixel module incomplete: {exc}"
-            )
+                StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                f"image pixel module incomplete: {exc}",
+            ) from exc
         actual = len(ds.PixelData)
         if actual not in (expected, expected + 1):  # +1: the even-length pad byte
             raise RejectedInstance(
@@ -161,9 +162,16 @@ class StoreSCP:
             server_class=SharedPortServer if reuse_port else ThreadedAssociationServer,
         )
         self.ae._servers.append(self._server)  # as AE.start_server does: shutdown() expects it
-        threading.Thread(target=self._server.serve_forever, name="scp-acceptor", daemon=True).start()
-        log.info("listening as %s on %s:%d%s", self.settings.ae_title, self.settings.host,
-                 self.settings.port, " (TLS)" if self.settings.tls.enabled else "")
+        threading.Thread(
+            target=self._server.serve_forever, name="scp-acceptor", daemon=True
+        ).start()
+        log.info(
+            "listening as %s on %s:%d%s",
+            self.settings.ae_title,
+            self.settings.host,
+            self.settings.port,
+            " (TLS)" if self.settings.tls.enabled else "",
+        )
 
     @property
     def port(self) -> int:
@@ -203,8 +211,10 @@ class StoreSCP:
         for cx in event.assoc.rejected_contexts:
             log.warning(
                 "association from %s: presentation context %s (%s) rejected: none of the proposed "
-                "transfer syntaxes %s is supported", event.assoc.requestor.ae_title.strip(),
-                cx.abstract_syntax, cx.abstract_syntax.name,
+                "transfer syntaxes %s is supported",
+                event.assoc.requestor.ae_title.strip(),
+                cx.abstract_syntax,
+                cx.abstract_syntax.name,
                 ", ".join(ts.name for ts in cx.transfer_syntax) or "(none listed)",
             )
 
@@ -217,23 +227,34 @@ class StoreSCP:
             syntax = event.context.transfer_syntax
             if not syntax.is_deflated:
                 try:
-                    cut = find_truncation(event.request.DataSet.getvalue(), syntax.is_implicit_VR,
-                                          syntax.is_little_endian)
+                    cut = find_truncation(
+                        event.request.DataSet.getvalue(),
+                        syntax.is_implicit_VR,
+                        syntax.is_little_endian,
+                    )
                 except Exception as exc:  # the reader's own EOF and value errors
                     cut = str(exc)
                 if cut:
-                    raise RejectedInstance(StoreStatus.CANNOT_UNDERSTAND,
-                                           f"dataset cannot be parsed: {cut}")
+                    raise RejectedInstance(
+                        StoreStatus.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {cut}"
+                    )
             ds = event.dataset
             check_dataset(ds, affected, str(syntax))
             outcome = self._store(event, ds, str(syntax), calling, host)
         except RejectedInstance as exc:
-            log.warning("C-STORE %s from %s@%s refused (0x%04X): %s", affected, calling, host,
-                        exc.status, exc)
+            log.warning(
+                "C-STORE %s from %s@%s refused (0x%04X): %s",
+                affected,
+                calling,
+                host,
+                exc.status,
+                exc,
+            )
             return exc.status
         except OSError as exc:
-            log.error("C-STORE %s from %s@%s: cannot write the spool: %s", affected, calling,
-                      host, exc)
+            log.error(
+                "C-STORE %s from %s@%s: cannot write the spool: %s", affected, calling, host, exc
+            )
             return StoreStatus.OUT_OF_RESOURCES
         except Exception as exc:  # the handler never raises: the peer gets a status
             log.exception("C-STORE %s from %s@%s failed: %s", affected, calling, host, exc)
@@ -270,11 +291,16 @@ class StoreSCP:
                 self.spool.commit(spooled, relative)
                 self.index.record_instance(rec, version, relative)
         except IntegrityError as exc:  # another node process indexed this version first
-            raise RejectedInstance(StoreStatus.OUT_OF_RESOURCES, f"concurrent write: {exc}")
+            raise RejectedInstance(
+                StoreStatus.OUT_OF_RESOURCES, f"concurrent write: {exc}"
+            ) from exc
         finally:
             self.spool.discard(spooled)
         if version > 1:
-            log.info("SOP Instance %s received again with different bytes: kept as version %d",
-                     rec.sop_instance_uid, version)
+            log.info(
+                "SOP Instance %s received again with different bytes: kept as version %d",
+                rec.sop_instance_uid,
+                version,
+            )
             return Outcome.NEW_VERSION
         return Outcome.STORED

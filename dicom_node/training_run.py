@@ -93,15 +93,27 @@ def train_member(
         }
         with (out / "diagnostics.jsonl").open("a") as f:
             f.write(json.dumps(diag) + "\n")
-        bar.set_postfix(recon=f"{means['recon']:.3f}", held=f"{held_recon:.3f}",
-                        d=f"{means['loss_d']:.2f}", div=f"{diag['sample_diversity']:.3f}")
+        bar.set_postfix(
+            recon=f"{means['recon']:.3f}",
+            held=f"{held_recon:.3f}",
+            d=f"{means['loss_d']:.2f}",
+            div=f"{diag['sample_diversity']:.3f}",
+        )
         if (epoch + 1) % SAMPLE_EVERY == 0 or epoch + 1 == recipe.epochs:
-            save_reconstruction_grid(member, held_x[:16].to(device),
-                                     out / "samples" / f"member{index}_epoch{epoch + 1:03d}.png")
+            save_reconstruction_grid(
+                member,
+                held_x[:16].to(device),
+                out / "samples" / f"member{index}_epoch{epoch + 1:03d}.png",
+            )
         torch.save(
-            {"recipe": recipe.to_dict(), "member": member.state_dict(),
-             "optimisers": opt.state_dict(), "rng": rng.get_state(),
-             "torch_rng": torch.get_rng_state(), "epoch": epoch + 1},
+            {
+                "recipe": recipe.to_dict(),
+                "member": member.state_dict(),
+                "optimisers": opt.state_dict(),
+                "rng": rng.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "epoch": epoch + 1,
+            },
             ckpt,
         )
     member.eval()
@@ -131,8 +143,12 @@ def calibrate(
 
 
 def recalibrate(
-    model: AnomalyModel, directory: Path, data: str, weights: dict[str, float],
-    val_path: str | None, sensitivity: float,
+    model: AnomalyModel,
+    directory: Path,
+    data: str,
+    weights: dict[str, float],
+    val_path: str | None,
+    sensitivity: float,
 ) -> None:
     """New statistic weights or operating point for a trained model, without retraining.
 
@@ -163,16 +179,24 @@ def run_training(
     train_idx, held_idx = split_held_out(images.groups, HELD_OUT_FRACTION)
     train_x = images.model_inputs(recipe.image_size, train_idx)
     held_x = images.model_inputs(recipe.image_size, held_idx)
-    log.info("training on %d images, calibrating on %d held-out normals (%s)",
-             len(train_idx), len(held_idx), device)
+    log.info(
+        "training on %d images, calibrating on %d held-out normals (%s)",
+        len(train_idx),
+        len(held_idx),
+        device,
+    )
     out.mkdir(parents=True, exist_ok=True)
     trained = [
         train_member(replace(recipe, seed=recipe.seed * 100 + k), train_x, held_x, out, k, device)
         for k in range(members)
     ]
-    info = {"trained_on": str(data), "train_images": int(len(train_idx)),
-            "held_out_normals": int(len(held_idx)), "member_seeds": [m.recipe.seed for m in trained],
-            "device": str(device)}
+    info = {
+        "trained_on": str(data),
+        "train_images": int(len(train_idx)),
+        "held_out_normals": int(len(held_idx)),
+        "member_seeds": [m.recipe.seed for m in trained],
+        "device": str(device),
+    }
     model = AnomalyModel(name, recipe, trained, None, info)
     val = load_image_set(val_path) if val_path else None
     model.calibration = calibrate(model, held_x, weights, val, sensitivity)

@@ -50,10 +50,14 @@ class Worker:
         self.model = model or load_model(settings.model.path, device)
         recipe = self.model.recipe
         self.algorithm = Algorithm(
-            name=self.model.name, version=str(self.model.info.get("version", "1")),
-            parameters={"arch": recipe.arch.value, "image_size": str(recipe.image_size),
-                        "members": str(len(self.model.members)),
-                        "threshold": f"{self.model.calibration.threshold:.4f}"},
+            name=self.model.name,
+            version=str(self.model.info.get("version", "1")),
+            parameters={
+                "arch": recipe.arch.value,
+                "image_size": str(recipe.image_size),
+                "members": str(len(self.model.members)),
+                "threshold": f"{self.model.calibration.threshold:.4f}",
+            },
         )
         self.stop = threading.Event()
 
@@ -92,14 +96,22 @@ class Worker:
             self.index.fail_job(job, self.owner, reason, retry_at)
             return
         if self.index.finish_job_scored(job, self.owner, results, priority, exports):
-            log.info("study %s v%d scored: %s, max score %.2f", job.study_uid, job.study_version,
-                     priority, max(r.score for r in results))
+            log.info(
+                "study %s v%d scored: %s, max score %.2f",
+                job.study_uid,
+                job.study_version,
+                priority,
+                max(r.score for r in results),
+            )
 
     # -- scoring --------------------------------------------------------------------------
     def _is_scored_image(self, inst: Instance) -> bool:
         accept = self.settings.studies.accept
-        return (is_image_sop_class(inst.sop_class_uid) and inst.modality in accept.modalities
-                and inst.body_part in accept.body_parts)
+        return (
+            is_image_sop_class(inst.sop_class_uid)
+            and inst.modality in accept.modalities
+            and inst.body_part in accept.body_parts
+        )
 
     def score_study(self, job: ClaimedJob):
         instances = self.index.study_images(job.study_id, self._is_scored_image)
@@ -119,8 +131,11 @@ class Worker:
         scores = [s for i in range(0, len(x), batch) for s in self.model.score(x[i : i + batch])]
 
         out = self.results_dir / job.study_uid / f"v{job.study_version}"
-        previous = [pydicom.dcmread(p) for p in sorted(out.parent.glob("v*/sr.dcm"))
-                    if p.parent.name != out.name]
+        previous = [
+            pydicom.dcmread(p)
+            for p in sorted(out.parent.glob("v*/sr.dcm"))
+            if p.parent.name != out.name
+        ]
         report = write_anomaly_report(sources, scores, self.algorithm, job.study_version, previous)
         files = [_save_atomically(report, out / "sr.dcm")]
         threshold = self.model.calibration.threshold
@@ -131,9 +146,16 @@ class Worker:
         relative = [str(f.relative_to(self.settings.storage.data_dir)) for f in files]
 
         results = [
-            ImageResult(instance_id=inst.id, study_id=job.study_id, study_version=job.study_version,
-                        score=s.score, percentile=s.percentile, abnormal=s.abnormal,
-                        statistics=json.dumps(s.statistics), model=self.model.name)
+            ImageResult(
+                instance_id=inst.id,
+                study_id=job.study_id,
+                study_version=job.study_version,
+                score=s.score,
+                percentile=s.percentile,
+                abnormal=s.abnormal,
+                statistics=json.dumps(s.statistics),
+                model=self.model.name,
+            )
             for inst, s in zip(instances, scores)
         ]
         urgent_at = self.settings.worker.urgent_percentile
@@ -150,15 +172,26 @@ class Worker:
         destination = destinations.get(export.destination)
         try:
             if destination is None:
-                raise ExportError(f"destination {export.destination!r} is no longer configured",
-                                  permanent=True)
-            datasets = [pydicom.dcmread(self.settings.storage.data_dir / f)
-                        for f in json.loads(export.files)]
+                raise ExportError(
+                    f"destination {export.destination!r} is no longer configured", permanent=True
+                )
+            datasets = [
+                pydicom.dcmread(self.settings.storage.data_dir / f)
+                for f in json.loads(export.files)
+            ]
             send_objects(destination, datasets, self.settings.node.ae_title)
         except ExportError as exc:
-            delay = None if exc.permanent else self.settings.worker.export.delay_after(export.attempts)
-            log.warning("export #%d to %s (attempt %d): %s%s", export.id, export.destination,
-                        export.attempts, exc, "; giving up" if delay is None else "")
+            delay = (
+                None if exc.permanent else self.settings.worker.export.delay_after(export.attempts)
+            )
+            log.warning(
+                "export #%d to %s (attempt %d): %s%s",
+                export.id,
+                export.destination,
+                export.attempts,
+                exc,
+                "; giving up" if delay is None else "",
+            )
             retry_at = None if delay is None else utcnow() + dt.timedelta(seconds=delay)
             self.index.export_failed(export.id, str(exc), retry_at)
             return True
@@ -194,5 +227,3 @@ class _Heartbeat:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-
-

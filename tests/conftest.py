@@ -64,7 +64,8 @@ class NodeProcess:
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(self.config)],
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -83,7 +84,9 @@ class NodeProcess:
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "dicom_node.cli", *args, "--config", str(self.config)],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     def log_text(self) -> str:

@@ -17,16 +17,26 @@ class Orthanc:
         self.dicom_port, self.http_port = free_port(), free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "orthanc.json"
-        config.write_text(json.dumps({
-            "Name": "test-pacs", "StorageDirectory": str(workdir / "db"),
-            "IndexDirectory": str(workdir / "db"), "DicomAet": "ORTHANC",
-            "DicomPort": self.dicom_port, "HttpPort": self.http_port,
-            "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-            "DicomModalities": {k: list(v) for k, v in modalities.items()},
-            "Plugins": [],
-        }))
+        config.write_text(
+            json.dumps(
+                {
+                    "Name": "test-pacs",
+                    "StorageDirectory": str(workdir / "db"),
+                    "IndexDirectory": str(workdir / "db"),
+                    "DicomAet": "ORTHANC",
+                    "DicomPort": self.dicom_port,
+                    "HttpPort": self.http_port,
+                    "RemoteAccessAllowed": False,
+                    "AuthenticationEnabled": False,
+                    "DicomModalities": {k: list(v) for k, v in modalities.items()},
+                    "Plugins": [],
+                }
+            )
+        )
         self.log = (workdir / "orthanc.log").open("w")
-        self.proc = subprocess.Popen(["Orthanc", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            ["Orthanc", str(config)], stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -34,12 +44,14 @@ class Orthanc:
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"Orthanc exited: see {workdir / 'orthanc.log'}")
+                    raise RuntimeError(f"Orthanc exited: see {workdir / 'orthanc.log'}") from None
                 time.sleep(0.2)
         raise RuntimeError("Orthanc did not start")
 
     def _request(self, method: str, path: str, body: bytes | None = None):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=body, method=method)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}{path}", data=body, method=method
+        )
         with urllib.request.urlopen(req, timeout=120) as rsp:
             data = rsp.read()
         return json.loads(data) if rsp.headers.get_content_type() == "application/json" else data

@@ -33,8 +33,9 @@ def _store_request(sop_class: str, sop_instance: str, dataset_bytes: bytes) -> C
     return req
 
 
-def send_raw_store(port: int, sop_instance: str, dataset_bytes: bytes,
-                   sop_class: str = DX_FOR_PRESENTATION) -> int:
+def send_raw_store(
+    port: int, sop_instance: str, dataset_bytes: bytes, sop_class: str = DX_FOR_PRESENTATION
+) -> int:
     """C-STORE of already-encoded (explicit VR little endian) dataset bytes; returns the status."""
     assoc = associate(port, sop_class)
     try:
@@ -45,8 +46,9 @@ def send_raw_store(port: int, sop_instance: str, dataset_bytes: bytes,
         while not assoc._is_paused:
             time.sleep(0.001)
         try:
-            assoc.dimse.send_msg(_store_request(sop_class, sop_instance, dataset_bytes),
-                                 cx.context_id)
+            assoc.dimse.send_msg(
+                _store_request(sop_class, sop_instance, dataset_bytes), cx.context_id
+            )
             _, rsp = assoc.dimse.get_msg(block=True)
         finally:
             assoc._reactor_checkpoint.set()
@@ -55,7 +57,9 @@ def send_raw_store(port: int, sop_instance: str, dataset_bytes: bytes,
         assoc.release()
 
 
-def drop_mid_transfer(port: int, sop_instance: str, dataset_bytes: bytes, fragments: int = 3) -> None:
+def drop_mid_transfer(
+    port: int, sop_instance: str, dataset_bytes: bytes, fragments: int = 3
+) -> None:
     """Send the C-STORE command and the first fragments of the dataset, then close the socket."""
     assoc = associate(port)
     cx = assoc.accepted_contexts[0]

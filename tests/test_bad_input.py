@@ -3,8 +3,6 @@ in the log, nothing of it is kept, and the next association is served normally."
 
 from __future__ import annotations
 
-import subprocess
-
 import pydicom
 import pytest
 from pydicom.filebase import DicomBytesIO
@@ -44,7 +42,7 @@ def test_truncated_in_pixel_data(node, tmp_path):
     bad = fx.truncated(fx.SMALL_SAMPLE, tmp_path / "t.dcm", keep_fraction=0.6)
     uid = pydicom.dcmread(bad, stop_before_pixels=True).SOPInstanceUID
     data = bad.read_bytes()
-    body = data[data.index(b"\x08\x00\x05\x00"):]  # dataset without preamble and file meta
+    body = data[data.index(b"\x08\x00\x05\x00") :]  # dataset without preamble and file meta
     assert send_raw_store(node.port, uid, body) == 0xC210
     assert "(7FE0,0010) has" in node.log_text()
     assert_nothing_kept_and_still_serving(node, tmp_path)
@@ -84,7 +82,9 @@ def test_non_image_sop_class_is_refused(node, tmp_path):
 
 
 def test_unsupported_transfer_syntax_proposal_is_rejected(node, tmp_path):
-    result = storescu(node.port, fx.with_new_uids(fx.SMALL_SAMPLE, tmp_path / "m.dcm"), option="-xm")
+    result = storescu(
+        node.port, fx.with_new_uids(fx.SMALL_SAMPLE, tmp_path / "m.dcm"), option="-xm"
+    )
     assert result.returncode != 0
     assert "MPEG2" in node.log_text() and "rejected" in node.log_text()
     assert_nothing_kept_and_still_serving(node, tmp_path)

@@ -29,25 +29,33 @@ def test_shipped_default_config_is_valid_and_points_at_the_shipped_model():
 
 
 def test_three_lines_are_a_valid_config_with_paths_relative_to_the_file(tmp_path):
-    s = load_settings(write(tmp_path, "node: {port: 104}\nstorage: {data_dir: spool}\nstudies: {stable_after_s: 5}\n"))
+    s = load_settings(
+        write(
+            tmp_path,
+            "node: {port: 104}\nstorage: {data_dir: spool}\nstudies: {stable_after_s: 5}\n",
+        )
+    )
     assert s.node.port == 104 and s.studies.stable_after_s == 5.0
     assert s.storage.data_dir == tmp_path / "spool"
     assert s.storage.effective_database_url == f"sqlite:///{tmp_path / 'spool' / 'index.sqlite3'}"
 
 
-@pytest.mark.parametrize("text,message", [
-    ("node: {prot: 1}", "node.prot: unknown key"),
-    ("node: {port: eleven}", "node.port: expected int, got 'eleven'"),
-    ("node: {port: 70000}", "node: port 70000 outside 1..65535"),
-    ("node: {ae_title: THIS_TITLE_IS_FAR_TOO_LONG}", "not a valid AE title"),
-    ("node: {accept_from: [{host: not-an-ip}]}", "node.accept_from[0]: host 'not-an-ip'"),
-    ("node: {tls: {enabled: true}}", "tls.enabled needs tls.cert"),
-    ("studies: {stable_after_s: 0}", "stable_after_s must be positive"),
-    ("studies: {accept: {modalities: CR}}", "studies.accept.modalities: expected a list"),
-    ("destinations: [{name: pacs, ae_title: ORTHANC, host: h}]", "missing 1 required"),
-    ("- just a list", "top level must be a mapping"),
-    ("node: [unclosed", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("node: {prot: 1}", "node.prot: unknown key"),
+        ("node: {port: eleven}", "node.port: expected int, got 'eleven'"),
+        ("node: {port: 70000}", "node: port 70000 outside 1..65535"),
+        ("node: {ae_title: THIS_TITLE_IS_FAR_TOO_LONG}", "not a valid AE title"),
+        ("node: {accept_from: [{host: not-an-ip}]}", "node.accept_from[0]: host 'not-an-ip'"),
+        ("node: {tls: {enabled: true}}", "tls.enabled needs tls.cert"),
+        ("studies: {stable_after_s: 0}", "stable_after_s must be positive"),
+        ("studies: {accept: {modalities: CR}}", "studies.accept.modalities: expected a list"),
+        ("destinations: [{name: pacs, ae_title: ORTHANC, host: h}]", "missing 1 required"),
+        ("- just a list", "top level must be a mapping"),
+        ("node: [unclosed", "not valid YAML"),
+    ],
+)
 def test_bad_values_name_the_file_key_and_reason(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:

@@ -41,8 +41,19 @@ def test_kill_9_loses_no_acknowledged_instance(make_node, tmp_path):
     log = tmp_path / "storescu.log"
     with log.open("w") as out:
         sender = subprocess.Popen(
-            ["storescu", "-v", "-xy", "-aec", "DICOM_NODE", "127.0.0.1", str(node.port), *map(str, files)],
-            stdout=out, stderr=subprocess.STDOUT, env={"TCP_NODELAY": "1"},
+            [
+                "storescu",
+                "-v",
+                "-xy",
+                "-aec",
+                "DICOM_NODE",
+                "127.0.0.1",
+                str(node.port),
+                *map(str, files),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={"TCP_NODELAY": "1"},
         )
         deadline = time.monotonic() + 120
         while log.read_text().count("(Success)") < KILL_AFTER and time.monotonic() < deadline:

@@ -4,7 +4,6 @@ node scores them and sends SR and SC back; the test reads them from Orthanc's RE
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pydicom
 import pytest
@@ -40,16 +39,25 @@ def test_orthanc_sends_studies_and_gets_sr_and_sc_back(make_node, tmp_path):
     try:
         node = make_node(
             worker={"enabled": True, "poll_s": 0.2},
-            destinations=[{"name": "orthanc", "ae_title": "ORTHANC", "host": "127.0.0.1",
-                           "port": orthanc.dicom_port}],
+            destinations=[
+                {
+                    "name": "orthanc",
+                    "ae_title": "ORTHANC",
+                    "host": "127.0.0.1",
+                    "port": orthanc.dicom_port,
+                }
+            ],
             node={"port": node.port, "accept_from": [{"ae_title": "ORTHANC", "host": "127.0.0.1"}]},
         )
         studies = {}
         for path in sample_files():
             uploaded = orthanc.upload(path)
-            studies[pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID] = uploaded["ParentStudy"]
-        orthanc.post("/modalities/node/store",
-                     {"Resources": list(studies.values()), "Synchronous": True})
+            studies[pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID] = uploaded[
+                "ParentStudy"
+            ]
+        orthanc.post(
+            "/modalities/node/store", {"Resources": list(studies.values()), "Synchronous": True}
+        )
 
         def delivered():
             rows = node.cli("worklist", "--json")
@@ -68,19 +76,28 @@ def test_orthanc_sends_studies_and_gets_sr_and_sc_back(make_node, tmp_path):
                 assert set(by_class) == {"1.2.840.10008.5.1.4.1.1.1"}, by_class
                 continue
             assert len(by_class[SR_CLASS]) == 1 and len(by_class[SC_CLASS]) == 1, by_class
-            images = [i for c, s in by_class.items() if c not in (SR_CLASS, SC_CLASS)
-                      for sid in s for i in orthanc.get(f"/series/{sid}/instances")]
-            image_uids = {orthanc.get(f"/instances/{i['ID']}/simplified-tags")["SOPInstanceUID"]
-                          for i in images}
+            images = [
+                i
+                for c, s in by_class.items()
+                if c not in (SR_CLASS, SC_CLASS)
+                for sid in s
+                for i in orthanc.get(f"/series/{sid}/instances")
+            ]
+            image_uids = {
+                orthanc.get(f"/instances/{i['ID']}/simplified-tags")["SOPInstanceUID"]
+                for i in images
+            }
             (sr_instance,) = orthanc.get(f"/series/{by_class[SR_CLASS][0]}/instances")
             sr_file = tmp_path / f"{study_uid}.sr.dcm"
             sr_file.write_bytes(orthanc.get(f"/instances/{sr_instance['ID']}/file"))
             sr = pydicom.dcmread(sr_file)
             assert sr.StudyInstanceUID == study_uid
-            referenced = {ref.ReferencedSOPInstanceUID
-                          for item in sr.CurrentRequestedProcedureEvidenceSequence
-                          for series in item.ReferencedSeriesSequence
-                          for ref in series.ReferencedSOPSequence}
+            referenced = {
+                ref.ReferencedSOPInstanceUID
+                for item in sr.CurrentRequestedProcedureEvidenceSequence
+                for series in item.ReferencedSeriesSequence
+                for ref in series.ReferencedSOPSequence
+            }
             assert referenced == image_uids
             assert f"{scores[study_uid]:.3f}"[:-1] in _numeric_values(sr)
             assert dciodvfy_errors(sr_file) == []
@@ -105,5 +122,3 @@ def _numeric_values(sr) -> str:
 
     walk(sr.ContentSequence)
     return " ".join(values)
-
-

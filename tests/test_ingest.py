@@ -17,17 +17,36 @@ from tests.dicom_fixtures import SMALL_SAMPLE, with_new_uids
 pytestmark = pytest.mark.integration
 
 
-def storescu(port: int, *files, calling: str = "STORESCU", option: str = "-xe") -> subprocess.CompletedProcess:
+def storescu(
+    port: int, *files, calling: str = "STORESCU", option: str = "-xe"
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["storescu", "-v", option, "-aet", calling, "-aec", "DICOM_NODE", "127.0.0.1", str(port),
-         *map(str, files)],
-        capture_output=True, text=True, timeout=120, env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
+        [
+            "storescu",
+            "-v",
+            option,
+            "-aet",
+            calling,
+            "-aec",
+            "DICOM_NODE",
+            "127.0.0.1",
+            str(port),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
     )
 
 
 def echoscu(port: int, calling: str = "ECHOSCU") -> subprocess.CompletedProcess:
-    return subprocess.run(["echoscu", "-aet", calling, "-aec", "DICOM_NODE", "127.0.0.1", str(port)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["echoscu", "-aet", calling, "-aec", "DICOM_NODE", "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def status(node) -> dict:
@@ -118,9 +137,19 @@ def test_duplicate_identical_is_success_and_changed_bytes_become_a_version(make_
 def test_late_image_reopens_a_completed_study_as_a_new_version(make_node, tmp_path):
     node = make_node()
     study_uid = pydicom.uid.generate_uid()
-    assert storescu(node.port, with_new_uids(SMALL_SAMPLE, tmp_path / "1.dcm", study_uid=study_uid)).returncode == 0
+    assert (
+        storescu(
+            node.port, with_new_uids(SMALL_SAMPLE, tmp_path / "1.dcm", study_uid=study_uid)
+        ).returncode
+        == 0
+    )
     assert wait_for(lambda: status(node)["jobs"].get("queued") == 1)
-    assert storescu(node.port, with_new_uids(SMALL_SAMPLE, tmp_path / "2.dcm", study_uid=study_uid)).returncode == 0
+    assert (
+        storescu(
+            node.port, with_new_uids(SMALL_SAMPLE, tmp_path / "2.dcm", study_uid=study_uid)
+        ).returncode
+        == 0
+    )
     assert wait_for(lambda: status(node)["jobs"].get("queued") == 2)
     from dicom_node.db import Index
 

@@ -35,14 +35,19 @@ def test_training_steps_move_every_network(arch):
     losses = list(train_epoch(member, opt, images(), torch.Generator().manual_seed(0)))
     assert len(losses) == 2 and all(np.isfinite(v) for step in losses for v in step.values())
     for name in ("encoder", "generator", "discriminator"):
-        changed = [not torch.equal(before[k], v) for k, v in member.state_dict().items()
-                   if k.startswith(name) and v.dtype.is_floating_point]
+        changed = [
+            not torch.equal(before[k], v)
+            for k, v in member.state_dict().items()
+            if k.startswith(name) and v.dtype.is_floating_point
+        ]
         assert any(changed), f"{name} did not learn"
     assert sample_diversity(member) > 0
 
 
-@pytest.mark.parametrize("arch,names", [(Architecture.ALPHA_GAN, ALPHA_GAN_STATISTICS),
-                                        (Architecture.BIGAN, BIGAN_STATISTICS)])
+@pytest.mark.parametrize(
+    "arch,names",
+    [(Architecture.ALPHA_GAN, ALPHA_GAN_STATISTICS), (Architecture.BIGAN, BIGAN_STATISTICS)],
+)
 def test_statistics_have_one_value_per_image(arch, names):
     member = GanMember(Recipe(arch=arch, **TINY)).eval()
     out = member.analyse(images(5))
@@ -65,8 +70,13 @@ def tiny_model(members: int = 2) -> AnomalyModel:
     ms = [GanMember(Recipe(**TINY)) for _ in range(members)]
     model = AnomalyModel("tiny", Recipe(**TINY), ms, None)
     norms = fit_norms(model.analyse(images(20, seed=1)).member_stats)
-    model.calibration = Calibration(norms, {"recon": 1.0, "disc": 1.0},
-                                    sorted(np.linspace(-1, 1, 21).tolist()), 0.5, "test point")
+    model.calibration = Calibration(
+        norms,
+        {"recon": 1.0, "disc": 1.0},
+        sorted(np.linspace(-1, 1, 21).tolist()),
+        0.5,
+        "test point",
+    )
     return model
 
 
@@ -140,14 +150,46 @@ def test_train_on_a_dicom_folder_then_score_and_evaluate(tmp_path, capsys):
         ds.save_as(folder / f"{i}.dcm")
     (folder / "notes.txt").write_text("not DICOM: skipped with a warning")
     out = tmp_path / "site-model"
-    assert main(["train", "--data", str(folder), "--out", str(out), "--image-size", "32",
-                 "--base-width", "4", "--batch-size", "2", "--epochs", "2", "--members", "1",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(folder),
+                "--out",
+                str(out),
+                "--image-size",
+                "32",
+                "--base-width",
+                "4",
+                "--batch-size",
+                "2",
+                "--epochs",
+                "2",
+                "--members",
+                "1",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert (out / "diagnostics.jsonl").read_text().count("\n") == 2
     assert list((out / "samples").glob("*.png"))
     capsys.readouterr()
-    assert main(["score", "--model", str(out), "--json",
-                 str(SAMPLES_DIR / "zhanglab_03_pneumonia.dcm"), str(tmp_path / "missing.dcm")]) == 1
+    assert (
+        main(
+            [
+                "score",
+                "--model",
+                str(out),
+                "--json",
+                str(SAMPLES_DIR / "zhanglab_03_pneumonia.dcm"),
+                str(tmp_path / "missing.dcm"),
+            ]
+        )
+        == 1
+    )
     good, bad = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert set(good) >= {"score", "percentile", "abnormal", "statistics"}
     assert "not a readable DICOM file" in bad["error"]
@@ -156,10 +198,29 @@ def test_train_on_a_dicom_folder_then_score_and_evaluate(tmp_path, capsys):
 def test_resume_continues_from_the_checkpoint(tmp_path):
     npz = tmp_path / "normals.npz"
     rng = np.random.default_rng(0)
-    np.savez(npz, images=rng.integers(0, 255, (24, 40, 40), dtype=np.uint8),
-             labels=np.zeros(24, np.uint8), patient_ids=np.array([f"p{i}" for i in range(24)]))
-    args = ["train", "--data", str(npz), "--out", str(tmp_path / "m"), "--image-size", "32",
-            "--base-width", "4", "--batch-size", "8", "--members", "1", "--device", "cpu"]
+    np.savez(
+        npz,
+        images=rng.integers(0, 255, (24, 40, 40), dtype=np.uint8),
+        labels=np.zeros(24, np.uint8),
+        patient_ids=np.array([f"p{i}" for i in range(24)]),
+    )
+    args = [
+        "train",
+        "--data",
+        str(npz),
+        "--out",
+        str(tmp_path / "m"),
+        "--image-size",
+        "32",
+        "--base-width",
+        "4",
+        "--batch-size",
+        "8",
+        "--members",
+        "1",
+        "--device",
+        "cpu",
+    ]
     assert main([*args, "--epochs", "1"]) == 0
     assert main([*args, "--epochs", "3"]) == 0  # the same command, more epochs: resumes
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "m" / "diagnostics.jsonl").open()]

@@ -23,12 +23,26 @@ def index(database_url, tmp_path):
 
 def queue_studies(index: Index, n: int) -> None:
     for i in range(n):
-        index.record_instance(ReceivedInstance(
-            patient_id=f"P{i}", study_uid=f"1.2.3.{i}", series_uid=f"1.2.3.{i}.1",
-            sop_instance_uid=f"1.2.3.{i}.1.1", sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
-            transfer_syntax_uid="1.2.840.10008.1.2.1", modality="DX", body_part="CHEST",
-            accession_number=f"A{i}", study_date="20260101", size=1, sha256="0" * 64,
-            calling_ae="T", peer_host="127.0.0.1"), 1, f"f{i}")
+        index.record_instance(
+            ReceivedInstance(
+                patient_id=f"P{i}",
+                study_uid=f"1.2.3.{i}",
+                series_uid=f"1.2.3.{i}.1",
+                sop_instance_uid=f"1.2.3.{i}.1.1",
+                sop_class_uid="1.2.840.10008.5.1.4.1.1.1.1",
+                transfer_syntax_uid="1.2.840.10008.1.2.1",
+                modality="DX",
+                body_part="CHEST",
+                accession_number=f"A{i}",
+                study_date="20260101",
+                size=1,
+                sha256="0" * 64,
+                calling_ae="T",
+                peer_host="127.0.0.1",
+            ),
+            1,
+            f"f{i}",
+        )
     later = utcnow() + dt.timedelta(seconds=1)
     for study in index.studies():
         assert index.complete_study(study.id, later, lambda rows: (True, "chest")) is not None

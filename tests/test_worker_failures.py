@@ -19,8 +19,12 @@ from tests.test_ingest import node_url, status, storescu, wait_for
 
 pytestmark = pytest.mark.integration
 
-FAST_RETRIES = {"enabled": True, "poll_s": 0.2, "lease_s": 3,
-                "export": {"max_attempts": 50, "backoff_s": 0.5, "max_backoff_s": 1}}
+FAST_RETRIES = {
+    "enabled": True,
+    "poll_s": 0.2,
+    "lease_s": 3,
+    "export": {"max_attempts": 50, "backoff_s": 0.5, "max_backoff_s": 1},
+}
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 
 
@@ -29,8 +33,11 @@ def destination(port: int) -> list[dict]:
 
 
 def send_study(node, tmp_path, name="zhanglab_03_pneumonia.dcm") -> str:
-    path = with_new_uids(SAMPLES_DIR / name, tmp_path / f"{name}.{free_port()}.dcm",
-                         study_uid=pydicom.uid.generate_uid())
+    path = with_new_uids(
+        SAMPLES_DIR / name,
+        tmp_path / f"{name}.{free_port()}.dcm",
+        study_uid=pydicom.uid.generate_uid(),
+    )
     option = "-xy" if "04" in name or "02" in name else "-xe"
     assert storescu(node.port, path, option=option).returncode == 0
     return pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID
@@ -45,8 +52,13 @@ def test_pacs_down_during_export_then_up_is_delivered_once(make_node, tmp_path):
     pacs_port = free_port()
     node = make_node(worker=FAST_RETRIES, destinations=destination(pacs_port))
     study = send_study(node, tmp_path)
-    assert wait_for(lambda: status(node)["exports"].get("pending") == 1 and
-                    "association not established" in node.log_text(), timeout=60)
+    assert wait_for(
+        lambda: (
+            status(node)["exports"].get("pending") == 1
+            and "association not established" in node.log_text()
+        ),
+        timeout=60,
+    )
     (tmp_path / "pacs").mkdir()
     pacs = ReceivingPacs(tmp_path / "pacs", port=pacs_port)
     try:
@@ -75,11 +87,15 @@ def test_dead_workers_job_is_taken_over_and_finishes_once(make_node, tmp_path):
     config["worker"] = FAST_RETRIES
     worker_config.write_text(yaml.safe_dump(config))
     log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen([sys.executable, "-m", "dicom_node.cli", "worker", "--config",
-                               str(worker_config)], stdout=log, stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dicom_node.cli", "worker", "--config", str(worker_config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        assert wait_for(lambda: status(node)["exports"].get("sent") == 1, timeout=120), \
-            (tmp_path / "worker.log").read_text()
+        assert wait_for(lambda: status(node)["exports"].get("sent") == 1, timeout=120), (
+            tmp_path / "worker.log"
+        ).read_text()
         assert "lease of worker-that-died expired" in (tmp_path / "worker.log").read_text()
         # The dead worker wakes up and reports: its lease is gone, nothing is recorded twice.
         assert index.finish_job_scored(dead, "worker-that-died", [], "routine", []) is False

@@ -32,7 +32,14 @@ from dicom_node.gan.networks import (
 )
 from dicom_node.gan.recipe import Architecture, Recipe
 
-ALPHA_GAN_STATISTICS = ("recon", "recon_lowpass", "encoder_features", "disc_features", "disc", "code")
+ALPHA_GAN_STATISTICS = (
+    "recon",
+    "recon_lowpass",
+    "encoder_features",
+    "disc_features",
+    "disc",
+    "code",
+)
 BIGAN_STATISTICS = ("recon", "recon_lowpass", "encoder_features", "disc_features", "disc")
 LOWPASS_BLOCK = 8
 
@@ -85,7 +92,9 @@ class GanMember(nn.Module):
         stats = {
             "recon": diff.flatten(1).mean(1),
             "recon_lowpass": (F.avg_pool2d(x, LOWPASS_BLOCK) - F.avg_pool2d(rec, LOWPASS_BLOCK))
-            .abs().flatten(1).mean(1),
+            .abs()
+            .flatten(1)
+            .mean(1),
             "encoder_features": feature_distance(enc_taps, rec_enc_taps),
             "disc_features": feature_distance(disc_taps, rec_disc_taps),
             "disc": -logit,

@@ -142,9 +142,7 @@ class JointDiscriminator(nn.Module):
             spectral_norm(nn.Linear(512, 1)),
         )
 
-    def features(
-        self, x: torch.Tensor, z: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def features(self, x: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         taps = []
         h = x
         for block in self.blocks:

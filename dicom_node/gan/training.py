@@ -15,7 +15,7 @@ from torch import nn
 
 from dicom_node.gan.losses import fake_loss, feature_distance, real_loss
 from dicom_node.gan.model import GanMember
-from dicom_node.gan.recipe import Architecture, Recipe
+from dicom_node.gan.recipe import Architecture
 
 
 @dataclass
@@ -39,7 +39,9 @@ def make_optimisers(member: GanMember) -> Optimisers:
     }
     if member.code_discriminator is not None:
         nets["code_discriminator"] = member.code_discriminator
-    return Optimisers({k: torch.optim.Adam(n.parameters(), r.lr, betas=r.betas) for k, n in nets.items()})
+    return Optimisers(
+        {k: torch.optim.Adam(n.parameters(), r.lr, betas=r.betas) for k, n in nets.items()}
+    )
 
 
 def augment(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -52,7 +54,9 @@ def augment(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Te
     return padded[:, :, dy : dy + h, dx : dx + w]
 
 
-def _step(optimiser: torch.optim.Optimizer, net: nn.Module, loss: torch.Tensor, retain: bool) -> None:
+def _step(
+    optimiser: torch.optim.Optimizer, net: nn.Module, loss: torch.Tensor, retain: bool
+) -> None:
     params = [p for p in net.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, params, retain_graph=retain)
     for p, g in zip(params, grads):
@@ -115,8 +119,12 @@ def bigan_step(member: GanMember, opt: Optimisers, x: torch.Tensor) -> dict[str,
     _step(opt.by_net["generator"], G, loss_g, retain=False)
     with torch.no_grad():
         recon = (x - G(code)).abs().mean()
-    return {"recon": recon.item(), "loss_e": loss_e.item(), "loss_g": loss_g.item(),
-            "loss_d": loss_d.item()}
+    return {
+        "recon": recon.item(),
+        "loss_e": loss_e.item(),
+        "loss_g": loss_g.item(),
+        "loss_d": loss_d.item(),
+    }
 
 
 def train_epoch(

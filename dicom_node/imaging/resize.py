@@ -18,5 +18,7 @@ def to_model_input(unit: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
         x = x[None]
     x = x[:, None]
     if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
     return (x.clamp(0, 1) * 2 - 1).contiguous()
