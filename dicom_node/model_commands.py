@@ -9,7 +9,7 @@ from pathlib import Path
 from dicom_node.gan.model import ALPHA_GAN_STATISTICS, BIGAN_STATISTICS
 from dicom_node.gan.recipe import Architecture, Recipe
 
-DEFAULT_WEIGHTS = "disc=1"  # chosen by the ablation in models/alpha-gan-zhanglab/MODEL_CARD.md
+DEFAULT_WEIGHTS = "disc=1,encoder_features=0.5"  # chosen by the ablation in the model card
 
 
 def _parse_weights(text: str, arch: Architecture) -> dict[str, float]:

@@ -14,11 +14,16 @@ from PIL import Image  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 
+MIN_TILE = 96  # pixels: small model inputs are enlarged so that people can see them
+
+
 def _tile(rows: list[torch.Tensor]) -> np.ndarray:
     """Rows of (N, 1, S, S) tensors in [-1, 1] -> one uint8 picture."""
     lines = [torch.cat(list(r[:, 0]), dim=1) for r in rows]
     grid = torch.cat(lines, dim=0)
-    return ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+    picture = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+    factor = max(1, -(-MIN_TILE // rows[0].shape[-1]))
+    return np.kron(picture, np.ones((factor, factor), dtype=np.uint8))
 
 
 @torch.no_grad()
