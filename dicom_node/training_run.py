@@ -77,6 +77,7 @@ def train_member(
         for losses in train_epoch(member, opt, train_x, rng):
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
+        member.take_disc_snapshot(epoch + 1)
         elapsed = time.perf_counter() - t0
         means = {k: v / steps for k, v in sums.items()}
         member.eval()

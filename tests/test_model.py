@@ -65,6 +65,25 @@ def test_reconstruction_error_grows_with_the_difference():
     assert bool((far > near).all())
 
 
+def test_discriminator_snapshots_are_taken_and_averaged():
+    recipe = Recipe(**{**TINY, "epochs": 4, "disc_snapshots_from": 0.5, "disc_snapshot_every": 1})
+    assert recipe.disc_snapshot_epochs == [2, 3, 4]
+    torch.manual_seed(0)
+    member = GanMember(recipe)
+    assert len(member.disc_snapshots) == 2
+    opt = make_optimisers(member)
+    x = images()
+    for epoch in range(1, 5):
+        list(train_epoch(member, opt, x, torch.Generator().manual_seed(epoch)))
+        member.take_disc_snapshot(epoch)
+    member.eval()
+    live = member.discriminator(x)
+    snaps = [d(x) for d in member.disc_snapshots]
+    assert not torch.allclose(snaps[0], live)  # taken at epoch 2, D moved on since
+    expected = -torch.stack([live, *snaps]).mean(0)
+    assert torch.allclose(member.analyse(x).statistics["disc"], expected, atol=1e-5)
+
+
 def tiny_model(members: int = 2) -> AnomalyModel:
     torch.manual_seed(0)
     ms = [GanMember(Recipe(**TINY)) for _ in range(members)]
@@ -111,8 +130,8 @@ def test_save_load_round_trip(tmp_path):
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m")
     x = images(3, seed=5)
-    for a, b in zip(model.score(x), loaded.score(x)):
-        assert a.score == pytest.approx(b.score, abs=1e-5) and a.percentile == b.percentile
+    for a, b in zip(model.score(x), loaded.score(x)):  # weights are stored as float16
+        assert a.score == pytest.approx(b.score, abs=2e-3)
 
 
 def test_missing_truncated_and_incompatible_files_name_themselves(tmp_path):

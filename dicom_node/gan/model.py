@@ -7,7 +7,8 @@ For an image x with reconstruction x' = G(E(x)) the statistics are (higher = les
   reproduce (opacities, effusions), free of the fine detail no reconstruction keeps;
 - ``encoder_features``: squared distance of E's hidden layers between x and x';
 - ``disc_features``: squared distance of D's hidden layers between x and x';
-- ``disc``: minus D's realness logit for x (BiGAN: for the pair (x, E(x)));
+- ``disc``: minus D's realness logit for x (BiGAN: for the pair (x, E(x))), averaged over
+  the discriminator snapshots of the late epochs;
 - ``code``: C's logit that E(x) was drawn from the prior rather than encoded from a normal
   image (Alpha-GAN only). C is trained to tell encoded normals from prior draws, so a code
   it cannot place among the encoded normals is pushed to the prior side: measured on the
@@ -16,6 +17,7 @@ For an image x with reconstruction x' = G(E(x)) the statistics are (higher = les
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +68,17 @@ class GanMember(nn.Module):
         else:
             self.discriminator = JointDiscriminator(s, z, w)
             self.code_discriminator = None
+        # Frozen copies of D from earlier epochs (filled by training; see Recipe).
+        self.disc_snapshots = nn.ModuleList(
+            copy.deepcopy(self.discriminator).requires_grad_(False)
+            for _ in recipe.disc_snapshot_epochs[:-1]
+        )
+
+    def take_disc_snapshot(self, epoch: int) -> None:
+        """Copy the live D into its slot if `epoch` is a snapshot epoch (not the last)."""
+        epochs = self.recipe.disc_snapshot_epochs[:-1]
+        if epoch in epochs:
+            self.disc_snapshots[epochs.index(epoch)].load_state_dict(self.discriminator.state_dict())
 
     @property
     def statistic_names(self) -> tuple[str, ...]:
@@ -74,11 +87,12 @@ class GanMember(nn.Module):
         return BIGAN_STATISTICS
 
     def critic_features(
-        self, x: torch.Tensor, code: torch.Tensor
+        self, x: torch.Tensor, code: torch.Tensor, critic: nn.Module | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        critic = critic or self.discriminator
         if self.recipe.arch is Architecture.ALPHA_GAN:
-            return self.discriminator.features(x)
-        return self.discriminator.features(x, code)
+            return critic.features(x)
+        return critic.features(x, code)
 
     @torch.no_grad()
     def analyse(self, x: torch.Tensor) -> MemberOutput:
@@ -88,6 +102,9 @@ class GanMember(nn.Module):
         rec_code, rec_enc_taps = self.encoder.features(rec)
         logit, disc_taps = self.critic_features(x, code)
         _, rec_disc_taps = self.critic_features(rec, rec_code)
+        if len(self.disc_snapshots):  # spectral norm keeps the snapshots' logits on one scale
+            logits = [logit] + [self.critic_features(x, code, d)[0] for d in self.disc_snapshots]
+            logit = torch.stack(logits).mean(0)
         diff = (x - rec).abs()
         stats = {
             "recon": diff.flatten(1).mean(1),

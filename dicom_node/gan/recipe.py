@@ -24,7 +24,18 @@ class Recipe:
     recon_weight: float = 20.0  # lambda of Rosca et al.
     feature_match_weight: float = 1.0  # D-feature matching for G(E(x)); 0 = plain Alpha-GAN
     augment_shift: int = 4  # pixels of random translation at image_size; 0 = none
+    # The discriminator's decision boundary wanders from epoch to epoch; its statistic is the
+    # mean over snapshots taken every `disc_snapshot_every` epochs from this fraction of
+    # training on (the live discriminator at the last epoch is one of them).
+    disc_snapshots_from: float = 0.4
+    disc_snapshot_every: int = 4
     seed: int = 0
+
+    @property
+    def disc_snapshot_epochs(self) -> list[int]:
+        first = self.disc_snapshots_from * self.epochs
+        return [e for e in range(1, self.epochs + 1)
+                if e >= first and (self.epochs - e) % self.disc_snapshot_every == 0]
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,0 +1,66 @@
+"""Scoring and training speed of the shipped model on this machine (CPU, or CUDA if present).
+
+    .venv/bin/python benchmarks/model_speed.py [--model models/alpha-gan-zhanglab] [--device cpu]
+
+Prints scoring images/s at batch 256 (the ensemble's statistics, the score and the difference
+map), single-image latency p50/p95 (model input to score, preprocessing not included), the
+DICOM decode + preprocessing time of the 1.8 MB sample, and training images/s of one member.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from dicom_node.anomaly_model import load_model
+from dicom_node.gan.model import GanMember
+from dicom_node.gan.training import make_optimisers, train_epoch
+from dicom_node.imaging import read_unit_image, to_model_input
+from dicom_node.samples import SAMPLES_DIR
+
+
+def timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="models/alpha-gan-zhanglab")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    model = load_model(args.model, args.device)
+    size = model.image_size
+    print(f"model {model.name}: {len(model.members)} members at {size} px on {args.device}, "
+          f"{torch.get_num_threads()} torch threads")
+    batch = torch.rand(256, 1, size, size, device=args.device) * 2 - 1
+    model.score(batch[:8])  # warm-up
+    t = statistics.median(timed(lambda: model.score(batch), 5))
+    print(f"scoring: {256 / t:,.0f} images/s at batch 256")
+    single = timed(lambda: model.score(batch[:1]), 50)
+    single.sort()
+    print(f"scoring latency, one image: p50 {1000 * single[25]:.1f} ms, "
+          f"p95 {1000 * single[47]:.1f} ms")
+    path = SAMPLES_DIR / "zhanglab_01_normal.dcm"
+    pre = timed(lambda: to_model_input(read_unit_image(path), size), 10)
+    print(f"decode + preprocess {path.name} (1156 x 1596): {1000 * statistics.median(pre):.1f} ms")
+    member = GanMember(model.recipe).to(args.device)
+    opt = make_optimisers(member)
+    images = torch.rand(640, 1, size, size) * 2 - 1
+    generator = torch.Generator().manual_seed(0)
+    list(train_epoch(member, opt, images[:128], generator))  # warm-up
+    t = statistics.median(timed(lambda: list(train_epoch(member, opt, images, generator)), 3))
+    print(f"training one member: {640 / t:,.0f} images/s (batch {model.recipe.batch_size})")
+
+
+if __name__ == "__main__":
+    main()
