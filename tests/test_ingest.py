@@ -180,3 +180,38 @@ def test_sigterm_stops_cleanly(make_node, tmp_path):
     assert node.stop() == 0
     assert "stopped" in node.log_text()
     assert not list((node.data_dir / "spool" / ".incoming").iterdir())
+
+
+def test_associations_beyond_the_maximum_are_rejected(make_node):
+    from tests.scu import associate
+
+    node = make_node(node={"max_associations": 1})
+    held = associate(node.port)
+    try:
+        refused = echoscu(node.port)
+        assert refused.returncode != 0 and "Rejected" in refused.stderr
+    finally:
+        held.release()
+    assert echoscu(node.port).returncode == 0
+
+
+def test_tls_association(make_node, tmp_path):
+    import ssl
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
+    node = make_node(node={"tls": {"enabled": True, "cert": str(tmp_path / "cert.pem"),
+                                   "key": str(tmp_path / "key.pem")}})
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tmp_path / "cert.pem"))
+    ae = AE()
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="DICOM_NODE",
+                         tls_args=(context, "localhost"))
+    assert assoc.is_established
+    assert assoc.send_c_echo().Status == 0
+    assoc.release()
+    assert echoscu(node.port).returncode != 0  # plain TCP to a TLS port gets nowhere
