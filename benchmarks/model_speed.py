@@ -40,16 +40,20 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(args.model, args.device)
     size = model.image_size
-    print(f"model {model.name}: {len(model.members)} members at {size} px on {args.device}, "
-          f"{torch.get_num_threads()} torch threads")
+    print(
+        f"model {model.name}: {len(model.members)} members at {size} px on {args.device}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     batch = torch.rand(256, 1, size, size, device=args.device) * 2 - 1
     model.score(batch[:8])  # warm-up
     t = statistics.median(timed(lambda: model.score(batch), 5))
     print(f"scoring: {256 / t:,.0f} images/s at batch 256")
     single = timed(lambda: model.score(batch[:1]), 50)
     single.sort()
-    print(f"scoring latency, one image: p50 {1000 * single[25]:.1f} ms, "
-          f"p95 {1000 * single[47]:.1f} ms")
+    print(
+        f"scoring latency, one image: p50 {1000 * single[25]:.1f} ms, "
+        f"p95 {1000 * single[47]:.1f} ms"
+    )
     path = SAMPLES_DIR / "zhanglab_01_normal.dcm"
     pre = timed(lambda: to_model_input(read_unit_image(path), size), 10)
     print(f"decode + preprocess {path.name} (1156 x 1596): {1000 * statistics.median(pre):.1f} ms")

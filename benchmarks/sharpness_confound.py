@@ -25,9 +25,11 @@ def main(path: str) -> None:
         blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
         sharpness = (x - blurred).abs().flatten(1).mean(1).numpy()
         auroc = roc_auc_score(data.labels, -sharpness)  # blurrier = "more abnormal"
-        print(f"{size:>4} px: AUROC of blurriness alone {auroc:.3f} "
-              f"(normal mean {sharpness[data.labels == 0].mean():.4f}, "
-              f"pneumonia mean {sharpness[data.labels == 1].mean():.4f})")
+        print(
+            f"{size:>4} px: AUROC of blurriness alone {auroc:.3f} "
+            f"(normal mean {sharpness[data.labels == 0].mean():.4f}, "
+            f"pneumonia mean {sharpness[data.labels == 1].mean():.4f})"
+        )
     print(f"{np.sum(data.labels == 0)} normal, {np.sum(data.labels == 1)} pneumonia")
 
 

@@ -37,9 +37,9 @@ def _make_scp(settings: Settings, index: Index) -> StoreSCP:
 
 
 def _scp_process(settings: Settings) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
-    )
+    from dicom_node.cli import configure_logging
+
+    configure_logging(verbose=False)
     stop = _wait_for_stop_signal()
     index = open_index(settings)
     scp = _make_scp(settings, index)

@@ -13,7 +13,6 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-
 MIN_TILE = 96  # pixels: small model inputs are enlarged so that people can see them
 
 

@@ -201,16 +201,41 @@ def test_tls_association(make_node, tmp_path):
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(tmp_path / "key.pem"),
-                    "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
-    node = make_node(node={"tls": {"enabled": True, "cert": str(tmp_path / "cert.pem"),
-                                   "key": str(tmp_path / "key.pem")}})
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(tmp_path / "key.pem"),
+            "-out",
+            str(tmp_path / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    node = make_node(
+        node={
+            "tls": {
+                "enabled": True,
+                "cert": str(tmp_path / "cert.pem"),
+                "key": str(tmp_path / "key.pem"),
+            }
+        }
+    )
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tmp_path / "cert.pem"))
     ae = AE()
     ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", node.port, ae_title="DICOM_NODE",
-                         tls_args=(context, "localhost"))
+    assoc = ae.associate(
+        "127.0.0.1", node.port, ae_title="DICOM_NODE", tls_args=(context, "localhost")
+    )
     assert assoc.is_established
     assert assoc.send_c_echo().Status == 0
     assoc.release()

@@ -78,7 +78,9 @@ class GanMember(nn.Module):
         """Copy the live D into its slot if `epoch` is a snapshot epoch (not the last)."""
         epochs = self.recipe.disc_snapshot_epochs[:-1]
         if epoch in epochs:
-            self.disc_snapshots[epochs.index(epoch)].load_state_dict(self.discriminator.state_dict())
+            self.disc_snapshots[epochs.index(epoch)].load_state_dict(
+                self.discriminator.state_dict()
+            )
 
     @property
     def statistic_names(self) -> tuple[str, ...]:

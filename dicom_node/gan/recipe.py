@@ -34,8 +34,11 @@ class Recipe:
     @property
     def disc_snapshot_epochs(self) -> list[int]:
         first = self.disc_snapshots_from * self.epochs
-        return [e for e in range(1, self.epochs + 1)
-                if e >= first and (self.epochs - e) % self.disc_snapshot_every == 0]
+        return [
+            e
+            for e in range(1, self.epochs + 1)
+            if e >= first and (self.epochs - e) % self.disc_snapshot_every == 0
+        ]
 
     def to_dict(self) -> dict:
         d = asdict(self)
