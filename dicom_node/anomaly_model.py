@@ -164,10 +164,16 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ano
         prefix = f"member{i}."
         state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         try:
-            member.load_state_dict(state)
-        except RuntimeError as exc:
+            missing, unexpected = member.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shapes differ
             raise ModelFileError(
-                f"{weights_path}: weights do not fit the recipe in {meta_path} ({exc})"
+                f"{weights_path}: weights do not fit the recipe in {meta_path} ({str(exc)[:300]})"
             ) from exc
+        if missing or unexpected:
+            raise ModelFileError(
+                f"{weights_path}: weights do not fit the recipe in {meta_path} (member {i}: "
+                f"{len(missing)} missing tensor(s) such as {missing[:1]}, "
+                f"{len(unexpected)} unexpected such as {unexpected[:1]})"
+            )
         members.append(member.to(device))
     return AnomalyModel(meta["name"], recipe, members, calibration, meta.get("info", {}))

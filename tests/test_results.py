@@ -1,0 +1,143 @@
+"""The SR and SC writers (pure) and result versions through a running node."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+
+from dicom_node.anomaly_model import ImageScore
+from dicom_node.imaging import unit_image_from_dataset
+from dicom_node.results import (
+    Algorithm,
+    render_difference_overlay,
+    write_anomaly_report,
+    write_difference_map,
+)
+from dicom_node.samples import SAMPLES_DIR
+from tests.conftest import require_tool
+
+SOURCES = ("zhanglab_03_pneumonia.dcm", "cr_chest_pa_mono1_j2k.dcm")
+ALGORITHM = Algorithm("test-model", "1.0", {"image_size": "32"})
+
+
+def dciodvfy_errors(path) -> list[str]:
+    require_tool("dciodvfy")
+    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+
+def score(value: float, abnormal: bool) -> ImageScore:
+    rng = np.random.default_rng(0)
+    return ImageScore(
+        {"disc": value, "encoder_features": value / 2},
+        value,
+        90.0,
+        abnormal,
+        rng.random((32, 32), dtype=np.float32),
+    )
+
+
+def measurement_values(sr) -> dict[str, list[float]]:
+    found: dict[str, list[float]] = {}
+
+    def walk(items):
+        for item in items:
+            if "MeasuredValueSequence" in item:
+                name = item.ConceptNameCodeSequence[0].CodeMeaning
+                found.setdefault(name, []).append(float(item.MeasuredValueSequence[0].NumericValue))
+            walk(item.get("ContentSequence", []))
+
+    walk(sr.ContentSequence)
+    return found
+
+
+def test_report_holds_every_image_score_and_passes_dciodvfy(tmp_path):
+    sources = [pydicom.dcmread(SAMPLES_DIR / n) for n in SOURCES]
+    sr = write_anomaly_report(sources, [score(1.5, True), score(-0.5, False)], ALGORITHM, 1)
+    path = tmp_path / "sr.dcm"
+    sr.save_as(path)
+    assert dciodvfy_errors(path) == []
+    values = measurement_values(sr)
+    assert values["Anomaly score"] == [1.5, -0.5]
+    assert values["Discriminator unrealness"] == [1.5, -0.5]
+    assert sr.StudyInstanceUID == sources[0].StudyInstanceUID
+    processing = [
+        e
+        for e in sr.ContributingEquipmentSequence
+        if e.PurposeOfReferenceCodeSequence[0].CodeValue == "109102"
+    ]
+    assert "dicom-node test-model" in [e.ManufacturerModelName for e in processing]
+    assert sr.ContentSequence  # observer, procedure, measurement groups
+    again = write_anomaly_report(sources, [score(1.5, True), score(-0.5, False)], ALGORITHM, 1)
+    assert again.SOPInstanceUID == sr.SOPInstanceUID  # same study version: same object
+    newer = write_anomaly_report(
+        sources, [score(1.5, True), score(-0.5, False)], ALGORITHM, 2, previous_reports=[sr]
+    )
+    assert newer.SOPInstanceUID != sr.SOPInstanceUID
+    predecessor = newer.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+    assert predecessor.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == sr.SOPInstanceUID
+
+
+def test_one_score_per_image_is_required():
+    sources = [pydicom.dcmread(SAMPLES_DIR / n) for n in SOURCES]
+    with pytest.raises(ValueError, match="one score per source image"):
+        write_anomaly_report(sources, [score(1.0, True)], ALGORITHM, 1)
+
+
+@pytest.mark.parametrize("name", SOURCES)
+def test_secondary_capture_is_burned_in_and_passes_dciodvfy(tmp_path, name):
+    source = pydicom.dcmread(SAMPLES_DIR / name)
+    rgb = render_difference_overlay(unit_image_from_dataset(source), score(2.0, True), 1.0)
+    assert rgb.shape == (source.Rows, source.Columns, 3) and rgb.dtype == np.uint8
+    sc = write_difference_map(source, rgb, 1, 1)
+    path = tmp_path / "sc.dcm"
+    sc.save_as(path)
+    assert dciodvfy_errors(path) == []
+    assert sc.BurnedInAnnotation == "YES" and sc.StudyInstanceUID == source.StudyInstanceUID
+    assert sc.SeriesInstanceUID != source.SeriesInstanceUID
+    # The banner is drawn: the top-left corner differs from the plain grey image.
+    grey = (unit_image_from_dataset(source) * 255).round()
+    assert np.abs(rgb[:40, :200, 0].astype(float) - grey[:40, :200]).mean() > 10
+
+
+@pytest.mark.integration
+def test_late_image_makes_a_new_result_version_that_replaces_the_old(make_node, tmp_path):
+    from dicom_node.demo import ReceivingPacs
+    from tests.dicom_fixtures import with_new_uids
+    from tests.test_ingest import status, storescu, wait_for
+
+    (tmp_path / "pacs").mkdir()
+    pacs = ReceivingPacs(tmp_path / "pacs")
+    node = make_node(
+        worker={"enabled": True, "poll_s": 0.2},
+        destinations=[
+            {"name": "pacs", "ae_title": "DEMO_PACS", "host": "127.0.0.1", "port": pacs.port}
+        ],
+    )
+    try:
+        study = pydicom.uid.generate_uid()
+        first = with_new_uids(
+            SAMPLES_DIR / "zhanglab_03_pneumonia.dcm", tmp_path / "1.dcm", study_uid=study
+        )
+        assert storescu(node.port, first).returncode == 0
+        assert wait_for(lambda: status(node)["exports"].get("sent") == 1, timeout=90)
+        late = with_new_uids(
+            SAMPLES_DIR / "zhanglab_03_pneumonia.dcm", tmp_path / "2.dcm", study_uid=study
+        )
+        assert storescu(node.port, late).returncode == 0
+        assert wait_for(lambda: status(node)["exports"].get("sent") == 2, timeout=90)
+        reports = sorted(
+            (pydicom.dcmread(p) for _, kind, p in pacs.received if "SR" in kind),
+            key=lambda ds: len(ds.get("PredecessorDocumentsSequence", [])),
+        )
+        assert len(reports) == 2
+        old, new = reports
+        replaced = new.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+        assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == old.SOPInstanceUID
+        assert len(measurement_values(new)["Anomaly score"]) == 2  # both images of version 2
+        assert sum("Secondary" in kind for _, kind, _ in pacs.received) == 3  # 1 + 2
+    finally:
+        pacs.stop()
