@@ -64,14 +64,3 @@ def text_report(out: Path) -> Path:
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.save_as(out, enforce_file_format=True)
     return out
-
-
-def empty_dataset(out: Path) -> Path:
-    """File meta naming a DX image, followed by no data elements at all."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.save_as(out, enforce_file_format=True)
-    return out
