@@ -29,7 +29,7 @@ from dicom_node.demo import ReceivingPacs
 from dicom_node.samples import SAMPLES_DIR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import free_port, wait_for_echo  # noqa: E402
+from ingest import free_port, orthanc, wait_for_echo  # noqa: E402
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 
@@ -57,26 +57,7 @@ def pynetdicom_pacs(work: Path):
 
 @contextlib.contextmanager
 def orthanc_pacs(work: Path):
-    port, http = free_port(), free_port()
-    config = work / "orthanc.json"
-    config.write_text(
-        json.dumps(
-            {
-                "Name": "bench",
-                "StorageDirectory": str(work / "db"),
-                "IndexDirectory": str(work / "db"),
-                "DicomAet": "ORTHANC",
-                "DicomPort": port,
-                "HttpPort": http,
-                "Plugins": [],
-                "RemoteAccessAllowed": False,
-                "AuthenticationEnabled": False,
-            }
-        )
-    )
-    proc = subprocess.Popen(
-        ["Orthanc", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    http = free_port()
     seen: dict[str, float] = {}
     stop = threading.Event()
 
@@ -99,15 +80,13 @@ def orthanc_pacs(work: Path):
             since = changes["Last"]
             stop.wait(0.05)
 
-    try:
-        wait_for_echo(port, "ORTHANC", proc)
+    with orthanc(work, http_port=http) as (aet, port):
         thread = threading.Thread(target=poll_changes, daemon=True)
         thread.start()
-        yield "ORTHANC", port, lambda: dict(seen)
-    finally:
-        stop.set()
-        proc.terminate()
-        proc.wait(timeout=60)
+        try:
+            yield aet, port, lambda: dict(seen)
+        finally:
+            stop.set()
 
 
 def run(pacs_factory, studies: int, stable_after: float, root: Path) -> dict:

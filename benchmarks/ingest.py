@@ -86,7 +86,7 @@ def node(workdir: Path, processes: int):
 
 
 @contextlib.contextmanager
-def orthanc(workdir: Path):
+def orthanc(workdir: Path, http_port: int | None = None):
     port = free_port()
     config = workdir / "orthanc.json"
     config.write_text(
@@ -97,7 +97,7 @@ def orthanc(workdir: Path):
                 "IndexDirectory": str(workdir / "storage"),
                 "DicomAet": "ORTHANC",
                 "DicomPort": port,
-                "HttpPort": free_port(),
+                "HttpPort": http_port or free_port(),
                 "RemoteAccessAllowed": False,
                 "AuthenticationEnabled": False,
                 "DicomCheckCalledAet": False,
