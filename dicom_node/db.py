@@ -418,10 +418,6 @@ class Index:
             newest.setdefault(row.sop_instance_uid, row)
         return [r for r in newest.values() if rules_match(r)]
 
-    def study_of(self, study_id: int) -> Study:
-        with self.session() as s:
-            return s.get(Study, study_id)
-
     def finish_job_scored(
         self,
         job: ClaimedJob,
