@@ -9,15 +9,18 @@ from dicom_node.db import Instance
 from dicom_node.dicom_terms import is_image_sop_class
 
 
+def is_scored_image(instance: Instance, rules: AcceptRules) -> bool:
+    """An image of an accepted modality and body part: what the worker scores."""
+    return (
+        is_image_sop_class(instance.sop_class_uid)
+        and instance.modality in rules.modalities
+        and instance.body_part in rules.body_parts
+    )
+
+
 def route_study(instances: Sequence[Instance], rules: AcceptRules) -> tuple[bool, str]:
     """(accepted, reason): accepted when at least one image matches modality and body part."""
-    matching = [
-        i
-        for i in instances
-        if is_image_sop_class(i.sop_class_uid)
-        and i.modality in rules.modalities
-        and i.body_part in rules.body_parts
-    ]
+    matching = [i for i in instances if is_scored_image(i, rules)]
     if matching:
         return (
             True,

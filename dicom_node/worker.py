@@ -22,7 +22,6 @@ import torch
 from dicom_node.anomaly_model import AnomalyModel, load_model
 from dicom_node.config import Settings
 from dicom_node.db import ClaimedJob, ImageResult, Index, Instance, utcnow
-from dicom_node.dicom_terms import is_image_sop_class
 from dicom_node.errors import ImageDecodeError
 from dicom_node.export import ExportError, send_objects
 from dicom_node.imaging import to_model_input, unit_image_from_dataset
@@ -32,6 +31,7 @@ from dicom_node.results import (
     write_anomaly_report,
     write_difference_map,
 )
+from dicom_node.routing import is_scored_image
 from dicom_node.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -106,12 +106,7 @@ class Worker:
 
     # -- scoring --------------------------------------------------------------------------
     def _is_scored_image(self, inst: Instance) -> bool:
-        accept = self.settings.studies.accept
-        return (
-            is_image_sop_class(inst.sop_class_uid)
-            and inst.modality in accept.modalities
-            and inst.body_part in accept.body_parts
-        )
+        return is_scored_image(inst, self.settings.studies.accept)
 
     def score_study(self, job: ClaimedJob):
         instances = self.index.study_images(job.study_id, self._is_scored_image)
