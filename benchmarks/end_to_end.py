@@ -25,7 +25,7 @@ import pydicom
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
-from dicom_node.demo import ReceivingPacs
+from dicom_node.app.demo import ReceivingPacs
 from dicom_node.samples import SAMPLES_DIR
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -108,7 +108,7 @@ def run(pacs_factory, studies: int, stable_after: float, root: Path) -> dict:
             )
         )
         node = subprocess.Popen(
-            [sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(config)],
+            [sys.executable, "-m", "dicom_node.app.cli", "serve", "--config", str(config)],
             stdout=(work / "node.log").open("w"),
             stderr=subprocess.STDOUT,
         )

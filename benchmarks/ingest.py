@@ -73,7 +73,7 @@ def node(workdir: Path, processes: int):
         )
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(config)],
+        [sys.executable, "-m", "dicom_node.app.cli", "serve", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -15,7 +15,7 @@ import numpy as np
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
-from dicom_node.datasets import load_image_set
+from dicom_node.training.datasets import load_image_set
 
 
 def main(path: str) -> None:

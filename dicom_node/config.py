@@ -54,14 +54,15 @@ class PeerRule:
     def allows(self, ae_title: str, address: str) -> bool:
         if self.ae_title is not None and ae_title.strip() != self.ae_title:
             return False
-        if self.host is not None:
-            try:
-                return ipaddress.ip_address(address) in ipaddress.ip_network(
-                    self.host, strict=False
-                )
-            except ValueError:
-                return False
-        return True
+        return self.allows_host(address)
+
+    def allows_host(self, address: str) -> bool:
+        if self.host is None:
+            return True
+        try:
+            return ipaddress.ip_address(address) in ipaddress.ip_network(self.host, strict=False)
+        except ValueError:
+            return False
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,16 @@ class StorageSettings:
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'index.sqlite3'}"
 
+    @property
+    def spool_dir(self) -> Path:
+        """Received files, as they came."""
+        return self.data_dir / "spool"
+
+    @property
+    def results_dir(self) -> Path:
+        """The SR and SC objects the node made, per study and version."""
+        return self.data_dir / "results"
+
 
 @dataclass(frozen=True)
 class AcceptRules:
@@ -147,7 +158,7 @@ class Destination:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Attempts and exponential backoff; `next_attempt` says when, or None: give up."""
+    """Attempts and exponential backoff (see `dicom_node.pipeline.retry` for the decision)."""
 
     max_attempts: int = 5
     backoff_s: float = 5.0
@@ -157,11 +168,6 @@ class RetryPolicy:
         if self.max_attempts < 1 or self.backoff_s < 0 or self.max_backoff_s < self.backoff_s:
             return "needs max_attempts >= 1 and 0 <= backoff_s <= max_backoff_s"
         return None
-
-    def delay_after(self, attempts: int) -> float | None:
-        if attempts >= self.max_attempts:
-            return None
-        return min(self.max_backoff_s, self.backoff_s * 2 ** (attempts - 1))
 
 
 @dataclass(frozen=True)
@@ -178,11 +184,16 @@ class ExportRetry(RetryPolicy):
     max_backoff_s: float = 300.0
 
 
+LOOPS = ("scoring", "delivery")
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
-    enabled: bool = True  # run a worker inside `serve`
+    enabled: bool = True  # run the worker's loops inside `serve`
+    loops: tuple[str, ...] = LOOPS  # delivery alone needs no model
     poll_s: float = 1.0
     lease_s: float = 60.0  # a job whose worker stops renewing this is taken over
+    loop_deadline_s: float = 300.0  # a loop with no completed cycle for this long is unhealthy
     batch_size: int = 16
     device: str = "auto"  # auto | cpu | cuda
     urgent_percentile: float | None = None  # None: urgent = above the model's operating point
@@ -194,6 +205,11 @@ class WorkerSettings:
             return f"device must be auto, cpu or cuda, got {self.device!r}"
         if self.poll_s <= 0 or self.lease_s <= 0 or self.batch_size < 1:
             return "poll_s, lease_s and batch_size must be positive"
+        if self.loop_deadline_s <= self.poll_s:
+            return f"loop_deadline_s ({self.loop_deadline_s}) must be longer than poll_s"
+        unknown = sorted(set(self.loops) - set(LOOPS))
+        if unknown or not self.loops:
+            return f"loops must be one or more of {', '.join(LOOPS)}, got {list(self.loops)}"
         return None
 
 

@@ -17,3 +17,16 @@ class ImageDecodeError(DicomNodeError):
 
 class ModelFileError(DicomNodeError):
     """A model directory is missing, truncated or incompatible with this code."""
+
+
+class TrainingError(DicomNodeError):
+    """Training, calibration or evaluation cannot run with the data or options given."""
+
+
+class IndexSchemaError(DicomNodeError):
+    """The index is missing, unreachable or at another release's schema revision."""
+
+
+class InfrastructureError(DicomNodeError):
+    """The node's own footing failed (a spool file gone, a disk full): retried, never blamed on
+    the study, and shown as an unhealthy loop until it passes."""

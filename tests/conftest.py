@@ -63,7 +63,7 @@ class NodeProcess:
     def start(self) -> None:
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(self.config)],
+            [sys.executable, "-m", "dicom_node.app.cli", "serve", "--config", str(self.config)],
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )
@@ -83,7 +83,7 @@ class NodeProcess:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "dicom_node.cli", *args, "--config", str(self.config)],
+            [sys.executable, "-m", "dicom_node.app.cli", *args, "--config", str(self.config)],
             capture_output=True,
             text=True,
             timeout=60,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dicom_node.cli import main
+from dicom_node.app.cli import main
 from dicom_node.config import SHIPPED_MODEL, load_settings
 from dicom_node.errors import ConfigError
 

@@ -7,7 +7,8 @@ import pydicom
 import pytest
 
 from dicom_node.errors import ImageDecodeError
-from dicom_node.imaging import read_unit_image, to_model_input, unit_image_from_dataset
+from dicom_node.model.inputs import to_model_input
+from dicom_node.model.pixels import read_unit_image, unit_image_from_dataset
 from dicom_node.samples import SAMPLES_DIR, sample_files
 
 

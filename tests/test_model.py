@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from dicom_node.anomaly_model import AnomalyModel, load_model
-from dicom_node.cli import main
+from dicom_node.model.ensemble import AnomalyModel, load_model
+from dicom_node.app.cli import main
 from dicom_node.errors import ModelFileError
-from dicom_node.gan.calibration import Calibration, fit_norms, threshold_at_sensitivity
-from dicom_node.gan.model import ALPHA_GAN_STATISTICS, BIGAN_STATISTICS, GanMember
-from dicom_node.gan.recipe import Architecture, Recipe
-from dicom_node.gan.training import make_optimisers, sample_diversity, train_epoch
+from dicom_node.model.calibration import Calibration, fit_norms, threshold_at_sensitivity
+from dicom_node.model.members import GanMember
+from dicom_node.model.recipe import ALPHA_GAN_STATISTICS, BIGAN_STATISTICS
+from dicom_node.model.recipe import Architecture, Recipe
+from dicom_node.training.steps import make_optimisers, sample_diversity, train_epoch
 from dicom_node.samples import SAMPLES_DIR
 
 TINY = dict(image_size=32, z_dim=8, base_width=4, batch_size=8, epochs=1)

@@ -8,9 +8,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_node.anomaly_model import ImageScore
-from dicom_node.imaging import unit_image_from_dataset
-from dicom_node.results import (
+from dicom_node.model.ensemble import ImageScore
+from dicom_node.model.pixels import unit_image_from_dataset
+from dicom_node.results.report import (
     Algorithm,
     render_difference_overlay,
     write_anomaly_report,
@@ -105,7 +105,7 @@ def test_secondary_capture_is_burned_in_and_passes_dciodvfy(tmp_path, name):
 
 @pytest.mark.integration
 def test_late_image_makes_a_new_result_version_that_replaces_the_old(make_node, tmp_path):
-    from dicom_node.demo import ReceivingPacs
+    from dicom_node.app.demo import ReceivingPacs
     from tests.dicom_fixtures import with_new_uids
     from tests.test_ingest import status, storescu, wait_for
 

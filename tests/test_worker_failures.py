@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dicom_node.db import Export, Index
-from dicom_node.demo import ReceivingPacs
+from dicom_node.app.demo import ReceivingPacs
 from dicom_node.samples import SAMPLES_DIR
 from tests.conftest import free_port
 from tests.dicom_fixtures import with_new_uids
@@ -88,7 +88,7 @@ def test_dead_workers_job_is_taken_over_and_finishes_once(make_node, tmp_path):
     worker_config.write_text(yaml.safe_dump(config))
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "dicom_node.cli", "worker", "--config", str(worker_config)],
+        [sys.executable, "-m", "dicom_node.app.cli", "worker", "--config", str(worker_config)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -1,0 +1,200 @@
+"""The node's roles, each started and stopped as a unit from one Settings object:
+
+- `RunningNode` (`serve`): the SCP, the completion loop and, when `worker.enabled`, the
+  worker's loops; with `node.processes` > 1, sibling SCP processes share the port;
+- `RunningWorker` (`worker`): the scoring and/or delivery loops only, on a shared index.
+
+Every loop is a `SupervisedLoop`; `health()` says how each is doing.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import uuid
+
+from dicom_node.app.logs import configure_logging
+from dicom_node.config import Settings
+from dicom_node.index import Index
+from dicom_node.index.records import LoopHealth
+from dicom_node.ingest.scp import start_scp
+from dicom_node.ingest.spool import Spool
+from dicom_node.ingest.store import InstanceStore
+from dicom_node.pipeline.completion import complete_stable_studies, sweep_interval_s
+from dicom_node.pipeline.loops import LoopRunner, SupervisedLoop
+
+log = logging.getLogger(__name__)
+
+
+def open_index(settings: Settings, upgrade: bool = True) -> Index:
+    """The configured index; `upgrade` creates it or migrates it to this release's schema."""
+    if upgrade:
+        settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    return Index(settings.storage.effective_database_url, upgrade=upgrade)
+
+
+def process_owner() -> str:
+    """This process's name in leases and heartbeats: host, pid and a random tag."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def forget_dead_processes(index: Index) -> None:
+    """Heartbeats of this host's processes that are gone (kill -9, a crash) leave the report."""
+    host = socket.gethostname()
+    for owner in index.heartbeats.owners():
+        name, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
+        if name == host and pid.isdigit() and not _pid_alive(int(pid)):
+            log.info("forgetting the loops of %s: the process is gone", owner)
+            index.heartbeats.forget_owner(owner)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def worker_loops(settings: Settings, index: Index, owner: str) -> list[SupervisedLoop]:
+    """The configured worker loops; the model is loaded only when scoring runs here."""
+    worker = settings.worker
+    loops = []
+    if "scoring" in worker.loops:
+        from dicom_node.pipeline.analysis import StudyAnalyser
+        from dicom_node.pipeline.scoring import ScoringStep
+
+        analyser = StudyAnalyser(settings, load_configured_model(settings))
+        step = ScoringStep(settings, index, analyser, owner)
+        loops.append(_loop("scoring", step, worker.poll_s, settings, index, owner))
+    if "delivery" in worker.loops:
+        from dicom_node.pipeline.delivery import DeliveryStep
+
+        step = DeliveryStep(settings, index)
+        loops.append(_loop("delivery", step, worker.poll_s, settings, index, owner))
+    return loops
+
+
+def load_configured_model(settings: Settings):
+    import torch
+
+    from dicom_node.model.ensemble import load_model
+
+    device = settings.worker.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(settings.model.path, device)
+    log.info("model %s on %s", model.name, model.device)
+    return model
+
+
+def _loop(name, step, idle_s: float, settings: Settings, index: Index, owner: str):
+    return SupervisedLoop(
+        name,
+        step,
+        idle_s=idle_s,
+        deadline_s=settings.worker.loop_deadline_s,
+        heartbeats=index.heartbeats,
+        owner=owner,
+    )
+
+
+class RunningNode:
+    """Everything `serve` runs, started in the background; `stop` finishes in-flight work."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.owner = process_owner()
+        self.index = open_index(settings)
+        forget_dead_processes(self.index)
+        spool = Spool(settings.storage.spool_dir)
+        spool.clean_leftovers()  # before anyone writes
+        spawn = multiprocessing.get_context("spawn")
+        self.siblings = [
+            spawn.Process(target=_scp_process, args=(settings,), name=f"scp-{i}")
+            for i in range(1, settings.node.processes)
+        ]
+        for p in self.siblings:
+            p.start()
+        completion = _loop(
+            "completion",
+            lambda: bool(complete_stable_studies(self.index.catalog, settings.studies)),
+            sweep_interval_s(settings.studies),
+            settings,
+            self.index,
+            self.owner,
+        )
+        loops = [completion]
+        if settings.worker.enabled:
+            loops += worker_loops(settings, self.index, self.owner)
+        self.loops = LoopRunner(loops)
+        store = InstanceStore(self.index.catalog, spool)
+        self.scp = start_scp(settings.node, store, reuse_port=settings.node.processes > 1)
+
+    def health(self) -> list[LoopHealth]:
+        return self.loops.health()
+
+    def stop(self) -> None:
+        log.info("stopping: finishing in-flight associations")
+        self.scp.stop()
+        for p in self.siblings:
+            p.terminate()  # SIGTERM: each finishes its own associations
+        for p in self.siblings:
+            p.join(timeout=90)
+        self.loops.stop()
+        self.index.close()
+        log.info("stopped")
+
+
+class RunningWorker:
+    """`dicom-node worker`: the worker's loops on a (shared) index, no SCP."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.owner = process_owner()
+        self.index = open_index(settings)
+        forget_dead_processes(self.index)
+        self.loops = LoopRunner(worker_loops(settings, self.index, self.owner))
+
+    def health(self) -> list[LoopHealth]:
+        return self.loops.health()
+
+    def stop(self) -> None:
+        self.loops.stop()
+        self.index.close()
+        log.info("stopped")
+
+
+def _scp_process(settings: Settings) -> None:
+    configure_logging(verbose=False)
+    stop = wait_for_stop_signal()
+    index = open_index(settings)
+    store = InstanceStore(index.catalog, Spool(settings.storage.spool_dir))
+    scp = start_scp(settings.node, store, reuse_port=True)
+    stop.wait()
+    scp.stop()
+    index.close()
+
+
+def wait_for_stop_signal() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def run_until_stopped(start) -> None:
+    """Start a role (`RunningNode` or `RunningWorker`) in the foreground until SIGTERM or
+    SIGINT; in-flight work finishes first."""
+    stop = wait_for_stop_signal()
+    role = start()
+    try:
+        stop.wait()
+    finally:
+        role.stop()

@@ -1,0 +1,1 @@
+"""DICOM vocabulary and pure checks of datasets: no I/O, no database."""

@@ -1,0 +1,80 @@
+"""The outbox: one export row per (study version, destination), claimed when due, marked sent
+once, retried with backoff or dead-lettered; and the result objects each export sends."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from dicom_node.index.database import Database, utcnow
+from dicom_node.index.records import DueExport
+from dicom_node.index.schema import Export, ExportState, ResultKind, ResultObject, Study
+
+
+class Outbox:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def claim_due_export(self, lease_s: float) -> DueExport | None:
+        """Take one due export; pushing its next attempt out by the lease keeps others off it."""
+        now = utcnow()
+        with self.db.session() as s:
+            exp = s.scalars(
+                select(Export)
+                .where(Export.state == ExportState.PENDING, Export.next_attempt_at <= now)
+                .order_by(Export.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if exp is None:
+                return None
+            exp.attempts += 1
+            exp.next_attempt_at = now + dt.timedelta(seconds=lease_s)
+            files = s.scalars(
+                select(ResultObject.file)
+                .where(
+                    ResultObject.study_id == exp.study_id,
+                    ResultObject.study_version == exp.study_version,
+                )
+                .order_by(ResultObject.kind.desc(), ResultObject.id)  # "sr" before "sc"
+            )
+            study_uid = s.scalar(select(Study.study_uid).where(Study.id == exp.study_id))
+            return DueExport(
+                id=exp.id,
+                study_uid=study_uid,
+                study_version=exp.study_version,
+                destination=exp.destination,
+                attempts=exp.attempts,
+                files=tuple(files),
+            )
+
+    def export_sent(self, export_id: int) -> None:
+        with self.db.session() as s:
+            exp = s.get(Export, export_id, with_for_update=True)
+            exp.state, exp.sent_at, exp.last_error = ExportState.SENT, utcnow(), ""
+
+    def export_failed(self, export_id: int, reason: str, retry_at: dt.datetime | None) -> None:
+        with self.db.session() as s:
+            exp = s.get(Export, export_id, with_for_update=True)
+            exp.last_error = reason
+            if retry_at is None:
+                exp.state = ExportState.DEAD
+            else:
+                exp.next_attempt_at = retry_at
+
+    def earlier_reports(self, study_id: int, before_version: int) -> list[str]:
+        """Files of the SRs of the study's earlier versions (relative to data_dir), oldest
+        first: the predecessors a new version's SR lists."""
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(ResultObject.file)
+                    .where(
+                        ResultObject.study_id == study_id,
+                        ResultObject.study_version < before_version,
+                        ResultObject.kind == ResultKind.REPORT,
+                    )
+                    .order_by(ResultObject.study_version)
+                )
+            )

@@ -1,0 +1,219 @@
+"""Typed records that cross the index's boundary: what callers hand in and what readers get back.
+
+Frozen dataclasses built from rows inside a session, never the rows themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from dicom_node.index.schema import (
+    ExportState,
+    JobState,
+    Priority,
+    ResultKind,
+    StudyState,
+)
+
+
+@dataclass(frozen=True)
+class ReceivedInstance:
+    """What ingest knows about one stored file, ready to be indexed."""
+
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    modality: str
+    body_part: str
+    accession_number: str
+    study_date: str
+    size: int
+    sha256: str
+    calling_ae: str
+    peer_host: str
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    id: int
+    sop_instance_uid: str
+    version: int
+    study_id: int
+    study_version: int
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    modality: str
+    body_part: str
+    size: int
+    sha256: str
+    calling_ae: str
+    peer_host: str
+    file: str  # relative to the spool directory
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    id: int
+    study_uid: str
+    accession_number: str
+    study_date: str
+    version: int
+    state: StudyState
+    reason: str
+    priority: Priority | None
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    study_id: int
+    study_version: int
+    attempts: int
+    study_uid: str
+
+
+@dataclass(frozen=True)
+class ImageScoreRecord:
+    """The score of one source instance, as the worker hands it to the index."""
+
+    instance_id: int
+    score: float
+    percentile: float
+    abnormal: bool
+    statistics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ResultObjectRecord:
+    kind: ResultKind
+    sop_instance_uid: str
+    series_uid: str
+    file: str  # relative to data_dir
+
+
+@dataclass(frozen=True)
+class ScoredStudy:
+    """Everything one finished scoring job records, in one commit."""
+
+    images: tuple[ImageScoreRecord, ...]
+    priority: Priority
+    model: str
+    objects: tuple[ResultObjectRecord, ...]
+    destinations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DueExport:
+    id: int
+    study_uid: str
+    study_version: int
+    destination: str
+    attempts: int
+    files: tuple[str, ...]  # relative to data_dir, the SR first
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    id: int
+    study_uid: str
+    study_version: int
+    destination: str
+    state: ExportState
+    attempts: int
+    last_error: str
+
+
+@dataclass(frozen=True)
+class WorklistRow:
+    study_uid: str
+    accession_number: str
+    patient_id: str
+    study_date: str
+    version: int
+    state: StudyState
+    priority: Priority
+    score: float
+    percentile: float
+    results: dict[str, str]  # destination -> export state (and its last error)
+
+    def to_json(self) -> dict:
+        return {
+            "study_uid": self.study_uid,
+            "accession_number": self.accession_number,
+            "patient_id": self.patient_id,
+            "study_date": self.study_date,
+            "version": self.version,
+            "state": self.state.value,
+            "priority": self.priority.value,
+            "score": round(self.score, 3),
+            "percentile": round(self.percentile, 1),
+            "results": self.results,
+        }
+
+
+@dataclass(frozen=True)
+class LoopHealth:
+    """One supervised loop of one process, as its last heartbeat described it."""
+
+    loop: str
+    owner: str
+    deadline_s: float
+    last_cycle_at: dt.datetime | None
+    failures: int
+    last_error: str
+
+    def problem(self, now: dt.datetime) -> str | None:
+        """Why the loop is unhealthy, or None: failing now, or no whole cycle within deadline."""
+        if self.failures:
+            return f"failing ({self.failures} cycle(s) in a row): {self.last_error}"
+        if self.last_cycle_at is None:
+            return "has not completed a cycle yet"
+        late = (now - self.last_cycle_at).total_seconds()
+        if late > self.deadline_s:
+            return f"no completed cycle for {late:.0f} s (deadline {self.deadline_s:.0f} s)"
+        return None
+
+    def to_json(self, now: dt.datetime) -> dict:
+        problem = self.problem(now)
+        return {
+            "loop": self.loop,
+            "owner": self.owner,
+            "healthy": problem is None,
+            "problem": problem or "",
+            "last_cycle_at": self.last_cycle_at.isoformat() if self.last_cycle_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    instances: int
+    studies: dict[StudyState, int]
+    jobs: dict[JobState, int]
+    exports: dict[ExportState, int]
+    dead_letters: list[str]
+    skipped_reasons: dict[str, str]  # study UID -> why it is not for this node
+    loops: list[LoopHealth] = field(default_factory=list)
+
+    def is_settled(self) -> bool:
+        """Nothing left to do: no study receiving or queued, no export pending."""
+        return (
+            self.instances > 0
+            and not self.studies.get(StudyState.RECEIVING)
+            and not self.studies.get(StudyState.QUEUED)
+            and not self.exports.get(ExportState.PENDING)
+        )
+
+    def to_json(self, now: dt.datetime) -> dict:
+        return {
+            "instances": self.instances,
+            "studies": {k.value: v for k, v in sorted(self.studies.items())},
+            "jobs": {k.value: v for k, v in sorted(self.jobs.items())},
+            "exports": {k.value: v for k, v in sorted(self.exports.items())},
+            "dead_letters": self.dead_letters,
+            "skipped_reasons": self.skipped_reasons,
+            "loops": [h.to_json(now) for h in self.loops],
+        }

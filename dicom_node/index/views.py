@@ -1,0 +1,198 @@
+"""Read models: the worklist, the node's status and lists of studies, instances and exports,
+as typed records; and the heartbeats of the supervised loops that `status` reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, func, select
+
+from dicom_node.index.catalog import instance_record
+from dicom_node.index.database import Database, utcnow
+from dicom_node.index.records import (
+    ExportRecord,
+    IndexStatus,
+    InstanceRecord,
+    LoopHealth,
+    StudyRecord,
+    WorklistRow,
+)
+from dicom_node.index.schema import (
+    Export,
+    ExportState,
+    Instance,
+    Job,
+    JobState,
+    LoopHeartbeat,
+    Patient,
+    Priority,
+    Study,
+    StudyState,
+)
+
+
+def worklist_order():
+    """Urgent first, then the most suspicious, then the longest waiting."""
+    return (
+        (Study.priority == Priority.URGENT).desc(),
+        Study.max_score.desc(),
+        Study.completed_at,
+        Study.id,
+    )
+
+
+class Views:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def worklist(self) -> list[WorklistRow]:
+        """Scored studies, in reading order, with where their results went."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Study, Patient.patient_id)
+                .join(Patient, Patient.id == Study.patient_id)
+                .where(Study.max_score.is_not(None))
+                .order_by(*worklist_order())
+            ).all()
+            sent: dict[tuple[int, int], dict[str, str]] = {}
+            for e in s.scalars(select(Export).order_by(Export.id)):
+                text = e.state.value + (f" ({e.last_error})" if e.last_error else "")
+                sent.setdefault((e.study_id, e.study_version), {})[e.destination] = text
+            return [
+                WorklistRow(
+                    study_uid=st.study_uid,
+                    accession_number=st.accession_number,
+                    patient_id=pid,
+                    study_date=st.study_date,
+                    version=st.version,
+                    state=st.state,
+                    priority=st.priority or Priority.ROUTINE,
+                    score=st.max_score,
+                    percentile=st.max_percentile,
+                    results=sent.get((st.id, st.version), {}),
+                )
+                for st, pid in rows
+            ]
+
+    def status(self) -> IndexStatus:
+        with self.db.session() as s:
+            instances = s.scalar(select(func.count()).select_from(Instance))
+            studies = dict(s.execute(select(Study.state, func.count()).group_by(Study.state)).all())
+            jobs = dict(s.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+            exports = dict(
+                s.execute(select(Export.state, func.count()).group_by(Export.state)).all()
+            )
+            dead = [
+                f"{e.destination}: {e.last_error}"
+                for e in s.scalars(select(Export).where(Export.state == ExportState.DEAD))
+            ]
+            dead += [
+                f"job #{j.id}: {j.last_error}"
+                for j in s.scalars(select(Job).where(Job.state == JobState.DEAD))
+            ]
+            skipped = dict(
+                s.execute(
+                    select(Study.study_uid, Study.reason).where(Study.state == StudyState.SKIPPED)
+                ).all()
+            )
+            loops = [
+                LoopHealth(
+                    loop=h.loop,
+                    owner=h.owner,
+                    deadline_s=h.deadline_s,
+                    last_cycle_at=h.last_cycle_at,
+                    failures=h.failures,
+                    last_error=h.last_error,
+                )
+                for h in s.scalars(select(LoopHeartbeat).order_by(LoopHeartbeat.loop))
+            ]
+        return IndexStatus(instances, studies, jobs, exports, dead, skipped, loops)
+
+    def studies(self) -> list[StudyRecord]:
+        with self.db.session() as s:
+            return [
+                StudyRecord(
+                    id=st.id,
+                    study_uid=st.study_uid,
+                    accession_number=st.accession_number,
+                    study_date=st.study_date,
+                    version=st.version,
+                    state=st.state,
+                    reason=st.reason,
+                    priority=st.priority,
+                )
+                for st in s.scalars(select(Study).order_by(Study.id))
+            ]
+
+    def instances(self) -> list[InstanceRecord]:
+        with self.db.session() as s:
+            return [instance_record(r) for r in s.scalars(select(Instance).order_by(Instance.id))]
+
+    def exports(self) -> list[ExportRecord]:
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Export, Study.study_uid)
+                .join(Study, Study.id == Export.study_id)
+                .order_by(Export.id)
+            ).all()
+            return [
+                ExportRecord(
+                    id=e.id,
+                    study_uid=uid,
+                    study_version=e.study_version,
+                    destination=e.destination,
+                    state=e.state,
+                    attempts=e.attempts,
+                    last_error=e.last_error,
+                )
+                for e, uid in rows
+            ]
+
+
+class Heartbeats:
+    """Where each supervised loop writes how it is doing, for `status` in another process."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def beat(
+        self,
+        loop: str,
+        owner: str,
+        deadline_s: float,
+        last_cycle_at: dt.datetime | None,
+        failures: int,
+        last_error: str,
+    ) -> None:
+        with self.db.session() as s:
+            row = s.scalars(
+                select(LoopHeartbeat).where(
+                    LoopHeartbeat.loop == loop, LoopHeartbeat.owner == owner
+                )
+            ).first()
+            if row is None:
+                row = LoopHeartbeat(loop=loop, owner=owner)
+                s.add(row)
+            row.deadline_s = deadline_s
+            row.last_cycle_at = last_cycle_at
+            row.failures = failures
+            row.last_error = last_error
+            row.updated_at = utcnow()
+
+    def owners(self) -> list[str]:
+        with self.db.session() as s:
+            return list(s.scalars(select(LoopHeartbeat.owner).distinct()))
+
+    def forget_owner(self, owner: str) -> None:
+        """Take every loop of a process that is gone (killed, crashed) off the report."""
+        with self.db.session() as s:
+            s.execute(delete(LoopHeartbeat).where(LoopHeartbeat.owner == owner))
+
+    def forget(self, loop: str, owner: str) -> None:
+        """A loop that stops cleanly takes itself off the report."""
+        with self.db.session() as s:
+            s.execute(
+                delete(LoopHeartbeat).where(
+                    LoopHeartbeat.loop == loop, LoopHeartbeat.owner == owner
+                )
+            )

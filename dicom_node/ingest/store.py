@@ -1,0 +1,137 @@
+"""The durable path every received instance takes, whatever protocol brought it: checks, the
+spool write (temporary name, fsync, rename), the version decision and the index commit. Only
+then may the protocol answer Success. `InstanceStore.store` never raises: it returns the
+status to answer and the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from enum import Enum
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from dicom_node.dicom.checks import RejectedInstance, check_dataset
+from dicom_node.dicom.encoding import decode_dataset, find_truncation, part10_header
+from dicom_node.dicom.terms import StoreStatus, body_part_of
+from dicom_node.index.catalog import Catalog
+from dicom_node.index.records import ReceivedInstance
+from dicom_node.ingest.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(str, Enum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # identical bytes already indexed: nothing new
+    NEW_VERSION = "new_version"  # same SOP Instance UID, different bytes: kept as a new version
+
+
+@dataclass(frozen=True)
+class Peer:
+    ae_title: str
+    host: str
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    status: StoreStatus
+    reason: str  # why it was refused, or what was kept
+    outcome: Outcome | None = None  # None when refused
+
+
+class InstanceStore:
+    def __init__(self, catalog: Catalog, spool: Spool) -> None:
+        self.catalog = catalog
+        self.spool = spool
+        self._versions = threading.Lock()  # one writer decides the version of a SOP Instance UID
+
+    def store(
+        self,
+        encoded: bytes,
+        transfer_syntax: str,
+        peer: Peer,
+        announced_uid: str | None = None,
+    ) -> StoreResult:
+        """Keep one dataset (`encoded` in `transfer_syntax`, without file meta) durably.
+
+        `announced_uid`: the SOP Instance UID the request announced, when the protocol has one.
+        """
+        syntax = UID(transfer_syntax)
+        try:
+            ds = _checked_dataset(encoded, syntax, announced_uid)
+            outcome = self._keep(encoded, ds, syntax, peer)
+        except RejectedInstance as exc:
+            return StoreResult(exc.status, str(exc))
+        except OSError as exc:
+            return StoreResult(StoreStatus.OUT_OF_RESOURCES, f"cannot write the spool: {exc}")
+        except SQLAlchemyError as exc:
+            return StoreResult(StoreStatus.OUT_OF_RESOURCES, f"index unavailable: {exc}")
+        except Exception as exc:  # a bug: the peer still gets a status, the log a traceback
+            log.exception("storing an instance from %r@%s failed", peer.ae_title, peer.host)
+            return StoreResult(StoreStatus.OUT_OF_RESOURCES, f"{type(exc).__name__}: {exc}")
+        return StoreResult(StoreStatus.SUCCESS, outcome.value, outcome)
+
+    def _keep(self, encoded: bytes, ds: Dataset, syntax: UID, peer: Peer) -> Outcome:
+        header = part10_header(ds.SOPClassUID, ds.SOPInstanceUID, syntax)
+        spooled = self.spool.write_temp([header, encoded])
+        rec = ReceivedInstance(
+            patient_id=str(ds.get("PatientID", "") or ""),
+            study_uid=ds.StudyInstanceUID,
+            series_uid=ds.SeriesInstanceUID,
+            sop_instance_uid=ds.SOPInstanceUID,
+            sop_class_uid=ds.SOPClassUID,
+            transfer_syntax_uid=str(syntax),
+            modality=str(ds.get("Modality", "") or "").upper(),
+            body_part=body_part_of(ds),
+            accession_number=str(ds.get("AccessionNumber", "") or ""),
+            study_date=str(ds.get("StudyDate", "") or ""),
+            size=spooled.size,
+            sha256=spooled.sha256,
+            calling_ae=peer.ae_title,
+            peer_host=peer.host,
+        )
+        try:
+            with self._versions:
+                latest = self.catalog.latest_instance(rec.sop_instance_uid)
+                if latest is not None and latest.sha256 == rec.sha256:
+                    return Outcome.DUPLICATE
+                version = 1 if latest is None else latest.version + 1
+                relative = self.spool.relative_path(rec.study_uid, rec.sop_instance_uid, rec.sha256)
+                self.spool.commit(spooled, relative)
+                self.catalog.record_instance(rec, version, relative)
+        except IntegrityError as exc:  # another node process indexed this version first
+            raise RejectedInstance(
+                StoreStatus.OUT_OF_RESOURCES, f"concurrent write: {exc}"
+            ) from exc
+        finally:
+            self.spool.discard(spooled)
+        if version > 1:
+            log.info(
+                "SOP Instance %r received again with different bytes: kept as version %d",
+                rec.sop_instance_uid,
+                version,
+            )
+            return Outcome.NEW_VERSION
+        return Outcome.STORED
+
+
+def _checked_dataset(encoded: bytes, syntax: UID, announced_uid: str | None) -> Dataset:
+    try:
+        cut = find_truncation(encoded, syntax)
+    except Exception as exc:  # the reader's own EOF, value and zlib errors
+        cut = str(exc)
+    if cut:
+        raise RejectedInstance(StoreStatus.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {cut}")
+    try:
+        ds = decode_dataset(encoded, syntax)
+    except Exception as exc:
+        raise RejectedInstance(
+            StoreStatus.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {exc}"
+        ) from exc
+    check_dataset(ds, announced_uid, str(syntax))
+    return ds

@@ -1,0 +1,162 @@
+"""The shipped anomaly model: an ensemble of GAN members plus their calibration, on disk.
+
+A model directory holds ``model.json`` (recipe, member seeds, calibration), ``weights.safetensors``
+(loaded without unpickling) and ``MODEL_CARD.md``. Inference returns one `ImageScore` per image.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dicom_node.errors import ModelFileError
+from dicom_node.model.calibration import Calibration
+from dicom_node.model.members import GanMember
+from dicom_node.model.recipe import Recipe
+from dicom_node.model.scores import ImageScore
+
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+WEIGHTS = "weights.safetensors"
+
+
+@dataclass
+class RawAnalysis:
+    member_stats: list[dict[str, torch.Tensor]]
+    reconstruction: torch.Tensor  # member-mean (N, 1, S, S)
+    difference: torch.Tensor  # member-mean (N, 1, S, S)
+
+
+class AnomalyModel:
+    def __init__(
+        self,
+        name: str,
+        recipe: Recipe,
+        members: list[GanMember],
+        calibration: Calibration | None,
+        info: dict | None = None,
+    ) -> None:
+        self.name = name
+        self.recipe = recipe
+        self.members = members
+        self.calibration = calibration
+        self.info = info or {}
+        for m in self.members:
+            m.eval()
+
+    @property
+    def image_size(self) -> int:
+        return self.recipe.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.members[0].parameters()).device
+
+    @torch.no_grad()
+    def analyse(self, x: torch.Tensor, batch_size: int = 256) -> RawAnalysis:
+        """Raw statistics of every member for model inputs (N, 1, S, S) in [-1, 1]."""
+        stats: list[dict[str, list[torch.Tensor]]] = [{} for _ in self.members]
+        recs, diffs = [], []
+        for start in range(0, x.shape[0], batch_size):
+            batch = x[start : start + batch_size].to(self.device)
+            rec_sum = torch.zeros_like(batch)
+            diff_sum = torch.zeros_like(batch)
+            for i, member in enumerate(self.members):
+                out = member.analyse(batch)
+                for k, v in out.statistics.items():
+                    stats[i].setdefault(k, []).append(v.float().cpu())
+                rec_sum += out.reconstruction
+                diff_sum += out.difference
+            recs.append((rec_sum / len(self.members)).cpu())
+            diffs.append((diff_sum / len(self.members)).cpu())
+        member_stats = [{k: torch.cat(v) for k, v in s.items()} for s in stats]
+        return RawAnalysis(member_stats, torch.cat(recs), torch.cat(diffs))
+
+    def score(self, x: torch.Tensor) -> list[ImageScore]:
+        if self.calibration is None:
+            raise ModelFileError(f"model {self.name} has no calibration; run training to the end")
+        raw = self.analyse(x)
+        z = self.calibration.standardise(raw.member_stats)
+        combined = self.calibration.combine(z)
+        results = []
+        for i in range(x.shape[0]):
+            score = float(combined[i])
+            results.append(
+                ImageScore(
+                    statistics={k: float(v[i]) for k, v in z.items()},
+                    score=score,
+                    percentile=self.calibration.percentile(score),
+                    abnormal=score >= self.calibration.threshold,
+                    difference_map=(raw.difference[i, 0] / 2).numpy(),
+                )
+            )
+        return results
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        # Stored as float16 (half the size; scores change by < 1e-3), loaded back as float32.
+        tensors = {
+            f"member{i}.{k}": (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
+            for i, m in enumerate(self.members)
+            for k, v in m.state_dict().items()
+        }
+        save_file(tensors, str(directory / WEIGHTS))
+        meta = {
+            "format": FORMAT_VERSION,
+            "name": self.name,
+            "recipe": self.recipe.to_dict(),
+            "members": len(self.members),
+            "calibration": self.calibration.to_dict() if self.calibration else None,
+            "info": self.info,
+        }
+        (directory / MODEL_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> AnomalyModel:
+    """Load a model directory; any missing, truncated or incompatible file names itself."""
+    directory = Path(directory)
+    meta_path, weights_path = directory / MODEL_JSON, directory / WEIGHTS
+    for path in (meta_path, weights_path):
+        if not path.is_file():
+            raise ModelFileError(f"{path}: model file missing; is the model path right?")
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT_VERSION:
+            raise ModelFileError(
+                f"{meta_path}: model format {meta.get('format')!r}, "
+                f"this node reads {FORMAT_VERSION}"
+            )
+        recipe = Recipe.from_dict(meta["recipe"])
+        calibration = Calibration.from_dict(meta["calibration"]) if meta["calibration"] else None
+        n_members = int(meta["members"])
+    except ModelFileError:
+        raise
+    except Exception as exc:
+        raise ModelFileError(f"{meta_path}: unreadable model description ({exc})") from exc
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as exc:
+        raise ModelFileError(f"{weights_path}: truncated or corrupt weights ({exc})") from exc
+    members = []
+    for i in range(n_members):
+        member = GanMember(recipe)
+        prefix = f"member{i}."
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            missing, unexpected = member.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shapes differ
+            raise ModelFileError(
+                f"{weights_path}: weights do not fit the recipe in {meta_path} ({str(exc)[:300]})"
+            ) from exc
+        if missing or unexpected:
+            raise ModelFileError(
+                f"{weights_path}: weights do not fit the recipe in {meta_path} (member {i}: "
+                f"{len(missing)} missing tensor(s) such as {missing[:1]}, "
+                f"{len(unexpected)} unexpected such as {unexpected[:1]})"
+            )
+        members.append(member.to(device))
+    return AnomalyModel(meta["name"], recipe, members, calibration, meta.get("info", {}))

@@ -1,0 +1,65 @@
+"""The hyper-parameters of one training run, saved beside the weights."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+
+
+class Architecture(str, Enum):
+    ALPHA_GAN = "alpha-gan"
+    BIGAN = "bigan"
+
+
+ALPHA_GAN_STATISTICS = (
+    "recon",
+    "recon_lowpass",
+    "encoder_features",
+    "disc_features",
+    "disc",
+    "code",
+)
+BIGAN_STATISTICS = ("recon", "recon_lowpass", "encoder_features", "disc_features", "disc")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    arch: Architecture = Architecture.ALPHA_GAN
+    image_size: int = 64
+    z_dim: int = 64
+    base_width: int = 32
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    recon_weight: float = 20.0  # lambda of Rosca et al.
+    feature_match_weight: float = 1.0  # D-feature matching for G(E(x)); 0 = plain Alpha-GAN
+    augment_shift: int = 4  # pixels of random translation at image_size; 0 = none
+    # The discriminator's decision boundary wanders from epoch to epoch; its statistic is the
+    # mean over snapshots taken every `disc_snapshot_every` epochs from this fraction of
+    # training on (the live discriminator at the last epoch is one of them).
+    disc_snapshots_from: float = 0.4
+    disc_snapshot_every: int = 4
+    seed: int = 0
+
+    @property
+    def disc_snapshot_epochs(self) -> list[int]:
+        first = self.disc_snapshots_from * self.epochs
+        return [
+            e
+            for e in range(1, self.epochs + 1)
+            if e >= first and (self.epochs - e) % self.disc_snapshot_every == 0
+        ]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["arch"] = self.arch.value
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Recipe:
+        d = dict(d)
+        d["arch"] = Architecture(d["arch"])
+        d["betas"] = tuple(d["betas"])
+        return cls(**d)

@@ -1,0 +1,1 @@
+"""After ingest: study completion, routing, scoring, delivery and the supervised loops."""

@@ -1,0 +1,158 @@
+"""Scoring one study version: read its images from the spool, score them with the model,
+write its SR and one SC per image to the results folder, and decide its worklist priority."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pydicom
+import torch
+from pydicom.dataset import Dataset
+
+from dicom_node.config import Settings
+from dicom_node.errors import ImageDecodeError, InfrastructureError
+from dicom_node.index.records import (
+    ClaimedJob,
+    ImageScoreRecord,
+    InstanceRecord,
+    ResultObjectRecord,
+    ScoredStudy,
+)
+from dicom_node.index.schema import Priority, ResultKind
+from dicom_node.ingest.spool import Spool
+from dicom_node.model.ensemble import AnomalyModel
+from dicom_node.model.inputs import to_model_input
+from dicom_node.model.pixels import unit_image_from_dataset
+from dicom_node.model.scores import ImageScore
+from dicom_node.results.difference_map import render_difference_overlay, write_difference_map
+from dicom_node.results.report import Algorithm, write_anomaly_report
+
+log = logging.getLogger(__name__)
+
+
+def study_priority(scores: Sequence[ImageScore], urgent_percentile: float | None) -> Priority:
+    """Urgent when any image reaches the urgent percentile among normals (None: the model's
+    operating point); routine otherwise."""
+    if urgent_percentile is None:
+        urgent = any(s.abnormal for s in scores)
+    else:
+        urgent = any(s.percentile >= urgent_percentile for s in scores)
+    return Priority.URGENT if urgent else Priority.ROUTINE
+
+
+def algorithm_of(model: AnomalyModel) -> Algorithm:
+    recipe = model.recipe
+    return Algorithm(
+        name=model.name,
+        version=str(model.info.get("version", "1")),
+        parameters={
+            "arch": recipe.arch.value,
+            "image_size": str(recipe.image_size),
+            "members": str(len(model.members)),
+            "threshold": f"{model.calibration.threshold:.4f}",
+        },
+    )
+
+
+class StudyAnalyser:
+    def __init__(self, settings: Settings, model: AnomalyModel) -> None:
+        self.settings = settings
+        self.model = model
+        self.algorithm = algorithm_of(model)
+        self.spool = Spool(settings.storage.spool_dir)
+
+    def analyse(
+        self, job: ClaimedJob, images: Sequence[InstanceRecord], earlier_reports: Sequence[str]
+    ) -> ScoredStudy:
+        """Score `images` (the study's chest images) and write the result objects.
+
+        ImageDecodeError: an image cannot be scored, now or ever. InfrastructureError or
+        OSError: the spool or the results folder failed; a later attempt may succeed.
+        """
+        if not images:
+            raise ImageDecodeError(f"study {job.study_uid}: no chest image left to score")
+        sources = [self._read_source(inst) for inst in images]
+        units = [
+            unit_image_from_dataset(ds, source=f"instance {inst.sop_instance_uid}")
+            for ds, inst in zip(sources, images)
+        ]
+        size, batch = self.model.image_size, self.settings.worker.batch_size
+        x = torch.cat([to_model_input(u, size) for u in units])
+        scores = [s for i in range(0, len(x), batch) for s in self.model.score(x[i : i + batch])]
+        objects = self._write_results(job, sources, units, scores, earlier_reports)
+        return ScoredStudy(
+            images=tuple(
+                ImageScoreRecord(inst.id, s.score, s.percentile, s.abnormal, s.statistics)
+                for inst, s in zip(images, scores)
+            ),
+            priority=study_priority(scores, self.settings.worker.urgent_percentile),
+            model=self.model.name,
+            objects=objects,
+            destinations=tuple(d.name for d in self.settings.destinations),
+        )
+
+    def _read_source(self, inst: InstanceRecord) -> Dataset:
+        path = self.spool.path_of(inst.file)
+        if not path.is_file():
+            raise InfrastructureError(
+                f"spool file {inst.file} of instance {inst.sop_instance_uid!r} is missing"
+            )
+        try:
+            return pydicom.dcmread(path)
+        except OSError:
+            raise
+        except Exception as exc:
+            raise ImageDecodeError(
+                f"{inst.sop_instance_uid}: unreadable file ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    def _write_results(
+        self,
+        job: ClaimedJob,
+        sources: list[Dataset],
+        units: list,
+        scores: list[ImageScore],
+        earlier_reports: Sequence[str],
+    ) -> tuple[ResultObjectRecord, ...]:
+        data_dir = self.settings.storage.data_dir
+        out = self.settings.storage.results_dir / job.study_uid / f"v{job.study_version}"
+        previous = [self._read_earlier_report(data_dir / f) for f in earlier_reports]
+        report = write_anomaly_report(
+            sources, scores, self.algorithm, job.study_version, [p for p in previous if p]
+        )
+        objects = [(ResultKind.REPORT, report, _save_atomically(report, out / "sr.dcm"))]
+        threshold = self.model.calibration.threshold
+        for n, (ds, unit, score) in enumerate(zip(sources, units, scores), start=1):
+            rgb = render_difference_overlay(unit, score, threshold)
+            sc = write_difference_map(ds, rgb, job.study_version, n)
+            objects.append(
+                (ResultKind.DIFFERENCE_MAP, sc, _save_atomically(sc, out / f"sc_{n:03d}.dcm"))
+            )
+        return tuple(
+            ResultObjectRecord(
+                kind, ds.SOPInstanceUID, ds.SeriesInstanceUID, str(path.relative_to(data_dir))
+            )
+            for kind, ds, path in objects
+        )
+
+    @staticmethod
+    def _read_earlier_report(path: Path) -> Dataset | None:
+        try:
+            return pydicom.dcmread(path)
+        except (OSError, pydicom.errors.InvalidDicomError) as exc:
+            log.warning("earlier report %s unreadable (%s): not listed as predecessor", path, exc)
+            return None
+
+
+def _save_atomically(ds: Dataset, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(".part")
+    try:
+        ds.save_as(temp, enforce_file_format=True)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)  # a full disk leaves no half-written object behind
+    return path

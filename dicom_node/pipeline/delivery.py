@@ -1,0 +1,128 @@
+"""Delivery: the delivery loop's step sends one due export (a study version's SR and SCs) to
+its destination by C-STORE, and records it sent, retried with backoff, or dead with the
+destination's answer. Needs no model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+
+from dicom_node.config import Destination, Settings
+from dicom_node.errors import DicomNodeError, InfrastructureError
+from dicom_node.index import Index
+from dicom_node.index.database import utcnow
+from dicom_node.index.records import DueExport
+from dicom_node.pipeline.retry import retry_decision
+
+log = logging.getLogger(__name__)
+
+SUCCESS_STATUSES = (0x0000, 0xB000, 0xB006, 0xB007)  # success, and the warnings (PS3.4 B.2.3)
+
+
+class ExportError(DicomNodeError):
+    def __init__(self, message: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def is_permanent_refusal(status: int) -> bool:
+    """A C-STORE failure that sending the same object again cannot fix. 0xA7xx (out of
+    resources) is the destination's transient trouble; every other failure is its verdict."""
+    return status not in SUCCESS_STATUSES and not 0xA700 <= status <= 0xA7FF
+
+
+def send_objects(destination: Destination, datasets: Sequence[Dataset], calling_ae: str) -> None:
+    """Store every dataset at the destination, or raise ExportError saying why and whether a
+    later attempt can help."""
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    for sop_class in {ds.SOPClassUID for ds in datasets}:
+        ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    if not assoc.is_established:
+        raise ExportError(
+            f"{destination.name} ({destination.ae_title}@{destination.host}:{destination.port}): "
+            "association not established (down, or refusing us)",
+            permanent=False,
+        )
+    try:
+        for ds in datasets:
+            if not any(cx.abstract_syntax == ds.SOPClassUID for cx in assoc.accepted_contexts):
+                raise ExportError(
+                    f"{destination.name}: does not accept SOP class {ds.SOPClassUID.name}",
+                    permanent=True,
+                )
+            status = assoc.send_c_store(ds)
+            if not status:
+                raise ExportError(f"{destination.name}: no response to C-STORE", permanent=False)
+            code = int(status.Status)
+            if code not in SUCCESS_STATUSES:
+                raise ExportError(
+                    f"{destination.name}: C-STORE of {ds.SOPClassUID.name} answered 0x{code:04X}",
+                    permanent=is_permanent_refusal(code),
+                )
+    finally:
+        assoc.release()
+    log.info("sent %d object(s) to %s", len(datasets), destination.name)
+
+
+class DeliveryStep:
+    def __init__(self, settings: Settings, index: Index) -> None:
+        self.settings = settings
+        self.index = index
+
+    def __call__(self) -> bool:
+        """Send the next due export; False when there was none."""
+        export = self.index.outbox.claim_due_export(self.settings.worker.lease_s)
+        if export is None:
+            return False
+        destinations = {d.name: d for d in self.settings.destinations}
+        destination = destinations.get(export.destination)
+        try:
+            if destination is None:
+                raise ExportError(
+                    f"destination {export.destination!r} is no longer configured", permanent=True
+                )
+            send_objects(destination, self._read_objects(export), self.settings.node.ae_title)
+        except ExportError as exc:
+            self._failed(export, str(exc), permanent=exc.permanent)
+            return True
+        except InfrastructureError as exc:
+            self._failed(export, str(exc), permanent=False, infrastructure=True)
+            raise  # the loop backs off and reports itself unhealthy
+        self.index.outbox.export_sent(export.id)
+        return True
+
+    def _read_objects(self, export: DueExport) -> list[Dataset]:
+        data_dir = self.settings.storage.data_dir
+        try:
+            return [pydicom.dcmread(data_dir / f) for f in export.files]
+        except OSError as exc:
+            raise InfrastructureError(
+                f"result objects of {export.study_uid!r} v{export.study_version} unreadable: {exc}"
+            ) from exc
+
+    def _failed(
+        self, export: DueExport, reason: str, permanent: bool, infrastructure: bool = False
+    ) -> None:
+        if permanent:
+            retry_at = None
+        else:
+            decision = retry_decision(
+                self.settings.worker.export, export.attempts, reason, utcnow(), infrastructure
+            )
+            retry_at, reason = decision.retry_at, decision.reason
+        log.warning(
+            "export #%d to %s (attempt %d): %s%s",
+            export.id,
+            export.destination,
+            export.attempts,
+            reason,
+            "; giving up" if retry_at is None else "",
+        )
+        self.index.outbox.export_failed(export.id, reason, retry_at)

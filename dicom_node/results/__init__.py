@@ -1,0 +1,1 @@
+"""The result objects for the PACS (SR and Secondary Capture): datasets in, datasets out, no I/O."""

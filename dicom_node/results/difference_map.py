@@ -1,0 +1,92 @@
+"""The Secondary Capture difference map: the source image with |x - G(E(x))| as a colour
+overlay, a legend, the score and "NOT FOR DIAGNOSTIC USE" burned in, in a new series of the
+same study (PS3.3 A.8 Secondary Capture Image IOD). Arrays in, a highdicom object out; no I/O.
+"""
+
+from __future__ import annotations
+
+import highdicom as hd
+import numpy as np
+from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset
+
+from dicom_node.model.scores import ImageScore
+from dicom_node.results.report import MANUFACTURER, NOT_FOR_DIAGNOSIS, result_uid
+
+SC_SERIES_NUMBER = 9902
+
+
+def render_difference_overlay(
+    unit_image: np.ndarray, score: ImageScore, threshold: float
+) -> np.ndarray:
+    """RGB uint8: the image in grey, |x - G(E(x))| as a colour overlay, a legend and the score."""
+    h, w = unit_image.shape
+    diff = np.asarray(
+        Image.fromarray(score.difference_map.astype(np.float32)).resize((w, h), Image.BILINEAR)
+    )
+    scale = max(float(np.percentile(diff, 99.5)), 1e-6)
+    heat = np.clip(diff / scale, 0, 1)
+    colours = colormaps["inferno"](heat)[..., :3]
+    alpha = 0.55 * heat[..., None]
+    grey = np.repeat(unit_image[..., None], 3, axis=2)
+    rgb = ((1 - alpha) * grey + alpha * colours) * 255
+    image = Image.fromarray(rgb.round().astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    size = max(12, h // 40)
+    font = ImageFont.load_default(size=size)
+    flag = "ABOVE" if score.abnormal else "below"
+    lines = [
+        NOT_FOR_DIAGNOSIS,
+        f"anomaly score {score.score:.2f} ({score.percentile:.0f}th percentile of normals)",
+        f"{flag} operating point {threshold:.2f}",
+    ]
+    y = size // 2
+    for line in lines:
+        draw.rectangle(
+            [size // 2 - 2, y - 2, size // 2 + draw.textlength(line, font=font) + 2, y + size + 2],
+            fill=(0, 0, 0),
+        )
+        draw.text((size // 2, y), line, fill=(255, 255, 0), font=font)
+        y += int(size * 1.4)
+    # Legend: the colour bar from "no difference" to the 99.5th percentile of this image.
+    bar_w, bar_h = max(20, w // 40), h // 3
+    x0, y0 = w - bar_w - size, h - bar_h - 2 * size
+    ramp = colormaps["inferno"](np.linspace(1, 0, bar_h))[:, :3]
+    image.paste(
+        Image.fromarray((np.repeat(ramp[:, None], bar_w, 1) * 255).astype(np.uint8)), (x0, y0)
+    )
+    for text, ty in (("high |x - G(E(x))|", y0 - size - 4), ("low", y0 + bar_h + 2)):
+        tx = min(x0, w - int(draw.textlength(text, font=font)) - 4)
+        draw.rectangle(
+            [tx - 2, ty - 2, tx + draw.textlength(text, font=font) + 2, ty + size + 2],
+            fill=(0, 0, 0),
+        )
+        draw.text((tx, ty), text, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
+def write_difference_map(
+    source: Dataset, rgb: np.ndarray, study_version: int, instance_number: int
+) -> hd.sc.SCImage:
+    """Secondary Capture of the rendered overlay, in the node's SC series of the same study."""
+    study_uid = source.StudyInstanceUID
+    sc = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=source,
+        pixel_array=rgb,
+        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+        bits_allocated=8,
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        series_instance_uid=result_uid(study_uid, study_version, "sc-series"),
+        series_number=SC_SERIES_NUMBER,
+        sop_instance_uid=result_uid(study_uid, study_version, "sc", source.SOPInstanceUID),
+        instance_number=instance_number,
+        manufacturer=MANUFACTURER,
+        patient_orientation=source.get("PatientOrientation") or ("L", "F"),
+    )
+    sc.Laterality = source.get("Laterality", "")  # Type 2C; empty for an unpaired chest
+    sc.BurnedInAnnotation = "YES"
+    sc.SeriesDescription = "AI anomaly map - NOT FOR DIAGNOSTIC USE"
+    sc.ImageComments = NOT_FOR_DIAGNOSIS
+    sc.DerivationDescription = "difference |x - G(E(x))| of an Alpha-GAN over the source image"
+    return sc

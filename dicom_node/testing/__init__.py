@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks: real peers (dcmtk, dciodvfy, Orthanc) on free ports."""

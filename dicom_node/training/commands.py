@@ -1,0 +1,194 @@
+"""Subcommands of the model: train, evaluate, score."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from dicom_node.errors import TrainingError
+from dicom_node.model.recipe import ALPHA_GAN_STATISTICS, BIGAN_STATISTICS, Architecture, Recipe
+
+DEFAULT_WEIGHTS = "disc=1,encoder_features=0.5"  # chosen by the ablation in the model card
+
+
+def _parse_weights(text: str, arch: Architecture) -> dict[str, float]:
+    allowed = ALPHA_GAN_STATISTICS if arch is Architecture.ALPHA_GAN else BIGAN_STATISTICS
+    weights = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        if name not in allowed:
+            if arch is Architecture.BIGAN and name == "code":
+                continue  # the BiGAN has no code discriminator
+            raise TrainingError(
+                f"--combine: unknown statistic {name!r} (known: {', '.join(allowed)})"
+            )
+        weights[name] = float(value or 1)
+    if not any(weights.values()):
+        raise TrainingError("--combine: at least one statistic needs a positive weight")
+    return {k: v for k, v in weights.items() if v}
+
+
+def _model_path(args) -> Path:
+    if args.model:
+        return Path(args.model)
+    from dicom_node.config import load_settings
+
+    return load_settings(args.config).model.path
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from dicom_node.training.run import pick_device, run_training
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    arch = Architecture(args.arch)
+    recipe = Recipe(
+        arch=arch,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        seed=args.seed,
+        base_width=args.base_width,
+        batch_size=args.batch_size,
+    )
+    model = run_training(
+        args.data,
+        Path(args.out),
+        recipe,
+        args.members,
+        pick_device(args.device),
+        _parse_weights(args.combine, arch),
+        args.val,
+        args.sensitivity,
+        args.name or Path(args.out).name,
+    )
+    print(
+        f"model written to {args.out} (threshold {model.calibration.threshold:.3f}: "
+        f"{model.calibration.operating_point})"
+    )
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from dicom_node.model.ensemble import load_model
+    from dicom_node.training.run import recalibrate
+
+    model_dir = _model_path(args)
+    model = load_model(model_dir)
+    recalibrate(
+        model,
+        model_dir,
+        args.data,
+        _parse_weights(args.combine, model.recipe.arch),
+        args.val,
+        args.sensitivity,
+    )
+    print(
+        f"{model_dir}: recalibrated (threshold {model.calibration.threshold:.3f}: "
+        f"{model.calibration.operating_point})"
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from dicom_node.model.ensemble import load_model
+    from dicom_node.training.datasets import load_image_set
+    from dicom_node.training.evaluation import evaluate_model, evaluate_pca
+
+    data = load_image_set(args.data)
+    plots = Path(args.plots) if args.plots else None
+    result = evaluate_model(load_model(_model_path(args)), data, plots)
+    comparisons = [evaluate_model(load_model(p), data, plots) for p in args.compare]
+    if args.pca_train:
+        comparisons.append(evaluate_pca(load_image_set(args.pca_train), data))
+    if comparisons:
+        result["comparison"] = comparisons
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"{'model':<28} {'AUROC':>6} {'AP':>6}  per statistic")
+    for r in [result, *comparisons]:
+        stats = " ".join(f"{k}={v:.3f}" for k, v in r["per_statistic"].items())
+        print(f"{r['model']:<28} {r['auroc']:>6.3f} {r['average_precision']:>6.3f}  {stats}")
+    print(
+        f"operating point ({result['operating_point']}): sensitivity {result['sensitivity']:.3f},"
+        f" specificity {result['specificity']:.3f} on {result['n_abnormal']} abnormal /"
+        f" {result['n_normal']} normal"
+    )
+    return 0
+
+
+def cmd_score(args) -> int:
+    from dicom_node.errors import ImageDecodeError
+    from dicom_node.model.ensemble import load_model
+    from dicom_node.model.inputs import to_model_input
+    from dicom_node.model.pixels import read_unit_image
+
+    model = load_model(_model_path(args))
+    status = 0
+    for file in args.files:
+        try:
+            x = to_model_input(read_unit_image(file), model.image_size)
+        except ImageDecodeError as exc:
+            record = {"file": file, "error": str(exc)}
+            status = 1
+        else:
+            record = {"file": file, **model.score(x)[0].to_record()}
+        if args.json:
+            print(json.dumps(record))
+        elif "error" in record:
+            print(f"{file}: not scored: {record['error']}")
+        else:
+            flag = "ABNORMAL" if record["abnormal"] else "normal"
+            print(
+                f"{file}: score {record['score']:.2f} (percentile {record['percentile']:.0f}"
+                f" among normals) {flag}"
+            )
+    return status
+
+
+def add_model_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train an anomaly model on normal images")
+    p.add_argument("--data", required=True, help=".npz of normal images or a folder of DICOM files")
+    p.add_argument("--out", required=True, help="directory for the model, checkpoints and plots")
+    p.add_argument("--arch", choices=[a.value for a in Architecture], default="alpha-gan")
+    p.add_argument("--image-size", type=int, default=Recipe.image_size)
+    p.add_argument("--base-width", type=int, default=Recipe.base_width)
+    p.add_argument("--batch-size", type=int, default=Recipe.batch_size)
+    p.add_argument("--epochs", type=int, default=Recipe.epochs)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--members", type=int, default=3, help="ensemble members (seeds) to train")
+    p.add_argument("--combine", default=DEFAULT_WEIGHTS, help="statistic=weight,... of the score")
+    p.add_argument("--val", help="labelled .npz that sets the operating point")
+    p.add_argument("--sensitivity", type=float, default=0.95)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    p.add_argument("--name")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("calibrate", help="new statistic weights or operating point, no retraining")
+    p.add_argument("--model", help="model directory (default: the one in --config)")
+    p.add_argument("--config", default="config/node.yaml")
+    p.add_argument("--data", required=True, help="the training data (its held-out normals)")
+    p.add_argument("--combine", default=DEFAULT_WEIGHTS)
+    p.add_argument("--val")
+    p.add_argument("--sensitivity", type=float, default=0.95)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("evaluate", help="AUROC and operating point on a labelled set")
+    p.add_argument("--model", help="model directory (default: the one in --config)")
+    p.add_argument("--config", default="config/node.yaml")
+    p.add_argument("--data", required=True)
+    p.add_argument("--compare", action="append", default=[], help="another model directory")
+    p.add_argument("--pca-train", help="normals .npz to fit the PCA baseline on")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plots", help="directory for ROC curves, histograms, reconstructions")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("score", help="score DICOM images")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--model")
+    p.add_argument("--config", default="config/node.yaml")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
