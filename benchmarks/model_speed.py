@@ -16,11 +16,11 @@ import time
 import torch
 
 from dicom_node.model.ensemble import load_model
-from dicom_node.model.members import GanMember
-from dicom_node.training.steps import make_optimisers, train_epoch
 from dicom_node.model.inputs import to_model_input
+from dicom_node.model.members import GanMember
 from dicom_node.model.pixels import read_unit_image
 from dicom_node.samples import SAMPLES_DIR
+from dicom_node.training.steps import make_optimisers, train_epoch
 
 
 def timed(fn, repeats: int) -> list[float]:

@@ -9,9 +9,9 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import generate_uid
 
+from dicom_node.testing.peers import echoscu, storescu
 from tests import dicom_fixtures as fx
 from tests.scu import drop_mid_transfer, send_raw_store
-from tests.test_ingest import echoscu, status, storescu
 
 pytestmark = pytest.mark.integration
 
@@ -22,13 +22,13 @@ def node(make_node):
 
 
 def assert_nothing_kept_and_still_serving(node, tmp_path):
-    assert status(node)["instances"] == 0
+    assert node.status().instances == 0
     assert not list((node.data_dir / "spool").rglob("*.dcm"))
     assert not list((node.data_dir / "spool" / ".incoming").iterdir())
     assert echoscu(node.port).returncode == 0
     good = fx.with_new_uids(fx.SMALL_SAMPLE, tmp_path / "good.dcm")
     assert storescu(node.port, good).returncode == 0
-    assert status(node)["instances"] == 1
+    assert node.status().instances == 1
 
 
 def encoded(ds: pydicom.Dataset) -> bytes:

@@ -1,5 +1,6 @@
-"""kill -9 in the middle of a transfer: every instance the node answered Success for survives,
-with its row and digest, and the unfinished temporary files are cleaned at start-up."""
+"""Signals to a real `dicom-node serve` process: SIGTERM stops it cleanly; kill -9 in the middle
+of a transfer loses no instance the node answered Success for (each survives with its row and
+digest), and the unfinished temporary files are cleaned at start-up."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import time
 
 import pytest
 
-from dicom_node.db import Index
 from dicom_node.samples import SAMPLES_DIR
-from tests.dicom_fixtures import with_new_uids
-from tests.test_ingest import node_url, status, storescu
+from dicom_node.testing.peers import storescu
+from tests.dicom_fixtures import SMALL_SAMPLE, with_new_uids
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +34,18 @@ def acknowledged_files(storescu_log: str) -> list[str]:
     return acked
 
 
-def test_kill_9_loses_no_acknowledged_instance(make_node, tmp_path):
+def test_sigterm_stops_cleanly(make_node_process, tmp_path):
+    node = make_node_process()
+    assert storescu(node.port, with_new_uids(SMALL_SAMPLE, tmp_path / "x.dcm")).returncode == 0
+    assert node.stop() == 0
+    assert "stopped" in node.log_text()
+    assert not list((node.data_dir / "spool" / ".incoming").iterdir())
+
+
+def test_kill_9_loses_no_acknowledged_instance(make_node_process, tmp_path):
     source = SAMPLES_DIR / "zhanglab_04_pneumonia.dcm"
     files = [with_new_uids(source, tmp_path / f"i{i:03d}.dcm") for i in range(N_INSTANCES)]
-    node = make_node()
+    node = make_node_process()
     log = tmp_path / "storescu.log"
     with log.open("w") as out:
         sender = subprocess.Popen(
@@ -72,9 +80,7 @@ def test_kill_9_loses_no_acknowledged_instance(make_node, tmp_path):
 
     import pydicom
 
-    index = Index(node_url(node))
-    rows = {r.sop_instance_uid: r for r in index.instances()}
-    index.close()
+    rows = {r.sop_instance_uid: r for r in node.index.views.instances()}
     for path in acked:
         uid = pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID
         assert uid in rows, f"acknowledged {path} lost"
@@ -84,4 +90,4 @@ def test_kill_9_loses_no_acknowledged_instance(make_node, tmp_path):
 
     # The PACS resends everything: the acknowledged ones are duplicates, the rest arrive once.
     assert storescu(node.port, *files, option="-xy").returncode == 0
-    assert status(node)["instances"] == N_INSTANCES
+    assert node.status().instances == N_INSTANCES

@@ -3,24 +3,18 @@ node scores them and sends SR and SC back; the test reads them from Orthanc's RE
 
 from __future__ import annotations
 
-import subprocess
-
 import pydicom
 import pytest
 
 from dicom_node.samples import sample_files
-from tests.orthanc import Orthanc
-from tests.test_ingest import wait_for
+from dicom_node.testing.orthanc import Orthanc
+from dicom_node.testing.peers import dciodvfy_errors, free_port
+from tests.nodes import wait_for
 
 pytestmark = pytest.mark.integration
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 SC_CLASS = "1.2.840.10008.5.1.4.1.1.7"
-
-
-def dciodvfy_errors(path) -> list[str]:
-    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
 
 
 def series_by_class(orthanc: Orthanc, study_id: str) -> dict[str, list[str]]:
@@ -34,11 +28,11 @@ def series_by_class(orthanc: Orthanc, study_id: str) -> dict[str, list[str]]:
 
 
 def test_orthanc_sends_studies_and_gets_sr_and_sc_back(make_node, tmp_path):
-    node = make_node(start=False)
-    orthanc = Orthanc(tmp_path / "orthanc", {"node": ("DICOM_NODE", "127.0.0.1", node.port)})
+    port = free_port()
+    orthanc = Orthanc(tmp_path / "orthanc", {"node": ("DICOM_NODE", "127.0.0.1", port)})
     try:
         node = make_node(
-            worker={"enabled": True, "poll_s": 0.2},
+            worker={"enabled": True, "poll_s": 0.1},
             destinations=[
                 {
                     "name": "orthanc",
@@ -47,7 +41,7 @@ def test_orthanc_sends_studies_and_gets_sr_and_sc_back(make_node, tmp_path):
                     "port": orthanc.dicom_port,
                 }
             ],
-            node={"port": node.port, "accept_from": [{"ae_title": "ORTHANC", "host": "127.0.0.1"}]},
+            node={"port": port, "accept_from": [{"ae_title": "ORTHANC", "host": "127.0.0.1"}]},
         )
         studies = {}
         for path in sample_files():
@@ -60,16 +54,13 @@ def test_orthanc_sends_studies_and_gets_sr_and_sc_back(make_node, tmp_path):
         )
 
         def delivered():
-            rows = node.cli("worklist", "--json")
-            import json
-
-            worklist = json.loads(rows.stdout or "[]")
-            done = [r for r in worklist if r["results"].get("orthanc") == "sent"]
+            worklist = node.index.views.worklist()
+            done = [r for r in worklist if r.results.get("orthanc") == "sent"]
             return worklist if len(done) == 6 else None
 
-        worklist = wait_for(delivered, timeout=240, every=1.0)
+        worklist = wait_for(delivered, timeout=240, every=0.2)
         assert worklist, node.log_text()[-3000:]
-        scores = {r["study_uid"]: r["score"] for r in worklist}
+        scores = {r.study_uid: r.score for r in worklist}
         for study_uid, orthanc_id in studies.items():
             by_class = series_by_class(orthanc, orthanc_id)
             if study_uid not in scores:  # the extremity study: nothing comes back

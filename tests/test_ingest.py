@@ -1,67 +1,20 @@
-"""Ingest through real associations: dcmtk's echoscu/storescu against a running node process,
-on SQLite and on PostgreSQL."""
+"""Ingest through real associations: dcmtk's echoscu/storescu against a running node, polled
+in this process through its index. The samples test runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
-import time
 
 import pydicom
 import pytest
 
 from dicom_node.samples import STORESCU_SYNTAX_OPTION, sample_files
+from dicom_node.testing.peers import echoscu, storescu
 from tests.dicom_fixtures import SMALL_SAMPLE, with_new_uids
+from tests.nodes import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def storescu(
-    port: int, *files, calling: str = "STORESCU", option: str = "-xe"
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            "storescu",
-            "-v",
-            option,
-            "-aet",
-            calling,
-            "-aec",
-            "DICOM_NODE",
-            "127.0.0.1",
-            str(port),
-            *map(str, files),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"TCP_NODELAY": "1", "PATH": "/usr/bin:/bin"},
-    )
-
-
-def echoscu(port: int, calling: str = "ECHOSCU") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["echoscu", "-aet", calling, "-aec", "DICOM_NODE", "127.0.0.1", str(port)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def status(node) -> dict:
-    out = node.cli("status", "--json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
-
-def wait_for(predicate, timeout: float = 30.0, every: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
 
 
 def send_samples(port: int) -> None:
@@ -70,21 +23,22 @@ def send_samples(port: int) -> None:
         assert result.returncode == 0, f"{path.name}: {result.stderr}"
 
 
-def test_samples_become_six_jobs_and_one_skipped_study(make_node):
-    node = make_node()
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_samples_become_six_jobs_and_one_skipped_study(make_node, request, backend):
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    node = make_node(database_url=url)
     assert echoscu(node.port).returncode == 0
     send_samples(node.port)
 
     def settled():
-        s = status(node)
-        return s if s["studies"].get("receiving", 0) == 0 and s["instances"] == 7 else None
+        s = node.status()
+        return s if s.instances == 7 and not node.counts("studies").get("receiving") else None
 
     s = wait_for(settled)
-    assert s, status(node)
-    assert s["instances"] == 7
-    assert s["studies"] == {"queued": 6, "skipped": 1}
-    assert s["jobs"] == {"queued": 6}
-    (reason,) = s["skipped_reasons"].values()
+    assert s, node.status()
+    assert node.counts("studies") == {"queued": 6, "skipped": 1}
+    assert node.counts("jobs") == {"queued": 6}
+    (reason,) = s.skipped_reasons.values()
     assert "EXTREMITY" in reason
 
 
@@ -96,21 +50,12 @@ def test_stored_file_is_the_sent_dataset_with_its_digest(make_node, tmp_path):
     original, received = pydicom.dcmread(sent), pydicom.dcmread(stored)
     assert received.SOPInstanceUID == original.SOPInstanceUID
     assert received.PixelData == original.PixelData
-    from dicom_node.db import Index
-
-    index = Index(node_url(node))
-    (row,) = index.instances()
-    index.close()
+    assert received.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+    (row,) = node.index.views.instances()
     assert row.sha256 == hashlib.sha256(stored.read_bytes()).hexdigest()
     assert row.size == stored.stat().st_size
     assert row.calling_ae == "STORESCU" and row.peer_host == "127.0.0.1"
     assert row.modality == "DX" and row.body_part == "CHEST"
-
-
-def node_url(node) -> str:
-    from dicom_node.config import load_settings
-
-    return load_settings(node.config).storage.effective_database_url
 
 
 def test_duplicate_identical_is_success_and_changed_bytes_become_a_version(make_node, tmp_path):
@@ -118,16 +63,12 @@ def test_duplicate_identical_is_success_and_changed_bytes_become_a_version(make_
     first = with_new_uids(SMALL_SAMPLE, tmp_path / "a.dcm")
     assert storescu(node.port, first).returncode == 0
     assert storescu(node.port, first).returncode == 0
-    assert status(node)["instances"] == 1
+    assert node.status().instances == 1
     changed = pydicom.dcmread(first)
     changed.PatientComments = "corrected"
     changed.save_as(tmp_path / "b.dcm")
     assert storescu(node.port, tmp_path / "b.dcm").returncode == 0
-    from dicom_node.db import Index
-
-    index = Index(node_url(node))
-    rows = index.instances()
-    index.close()
+    rows = node.index.views.instances()
     assert [r.version for r in rows] == [1, 2]
     assert rows[0].sop_instance_uid == rows[1].sop_instance_uid
     assert rows[0].sha256 != rows[1].sha256
@@ -137,26 +78,14 @@ def test_duplicate_identical_is_success_and_changed_bytes_become_a_version(make_
 def test_late_image_reopens_a_completed_study_as_a_new_version(make_node, tmp_path):
     node = make_node()
     study_uid = pydicom.uid.generate_uid()
-    assert (
-        storescu(
-            node.port, with_new_uids(SMALL_SAMPLE, tmp_path / "1.dcm", study_uid=study_uid)
-        ).returncode
-        == 0
-    )
-    assert wait_for(lambda: status(node)["jobs"].get("queued") == 1)
-    assert (
-        storescu(
-            node.port, with_new_uids(SMALL_SAMPLE, tmp_path / "2.dcm", study_uid=study_uid)
-        ).returncode
-        == 0
-    )
-    assert wait_for(lambda: status(node)["jobs"].get("queued") == 2)
-    from dicom_node.db import Index
-
-    index = Index(node_url(node))
-    (study,) = index.studies()
-    index.close()
-    assert study.version == 2 and study.state == "queued"
+    first = with_new_uids(SMALL_SAMPLE, tmp_path / "1.dcm", study_uid=study_uid)
+    assert storescu(node.port, first).returncode == 0
+    assert wait_for(lambda: node.counts("jobs").get("queued") == 1)
+    late = with_new_uids(SMALL_SAMPLE, tmp_path / "2.dcm", study_uid=study_uid)
+    assert storescu(node.port, late).returncode == 0
+    assert wait_for(lambda: node.counts("jobs").get("queued") == 2)
+    (study,) = node.index.views.studies()
+    assert study.version == 2 and study.state.value == "queued"
 
 
 def test_calling_ae_not_on_allow_list_is_rejected(make_node):
@@ -164,25 +93,39 @@ def test_calling_ae_not_on_allow_list_is_rejected(make_node):
     refused = echoscu(node.port, calling="INTRUDER")
     assert refused.returncode != 0
     assert "Rejected" in refused.stderr or "rejected" in refused.stderr.lower()
-    assert "INTRUDER" in node.log_text() and "not on accept_from" in node.log_text()
+    assert "'INTRUDER'" in node.log_text() and "not on accept_from" in node.log_text()
     assert echoscu(node.port, calling="PACS").returncode == 0
 
 
-def test_host_not_on_allow_list_is_rejected(make_node):
+def test_host_not_on_allow_list_is_dropped_before_the_request_is_read(make_node):
     node = make_node(node={"accept_from": [{"ae_title": "PACS", "host": "10.0.0.0/8"}]})
     assert echoscu(node.port, calling="PACS").returncode != 0
-    assert "127.0.0.1: not on accept_from" in node.log_text()
+    assert "refusing connection from 127.0.0.1: not on accept_from" in node.log_text()
 
 
-def test_sigterm_stops_cleanly(make_node, tmp_path):
-    node = make_node()
-    assert storescu(node.port, with_new_uids(SMALL_SAMPLE, tmp_path / "x.dcm")).returncode == 0
-    assert node.stop() == 0
-    assert "stopped" in node.log_text()
-    assert not list((node.data_dir / "spool" / ".incoming").iterdir())
+def test_ae_title_allowed_only_from_its_own_host_is_rejected_from_another(make_node):
+    node = make_node(
+        node={"accept_from": [{"ae_title": "PACS", "host": "10.0.0.0/8"}, {"host": "127.0.0.1"}]}
+    )
+    assert echoscu(node.port, calling="OTHER").returncode == 0  # the host rule admits it
+    assert echoscu(node.port, calling="PACS").returncode == 0  # PACS from here: host rule too
+    strict = make_node(
+        node={
+            "accept_from": [
+                {"ae_title": "PACS", "host": "10.0.0.0/8"},
+                {"ae_title": "MODALITY", "host": "127.0.0.1"},
+            ]
+        }
+    )
+    assert echoscu(strict.port, calling="MODALITY").returncode == 0
+    refused = echoscu(strict.port, calling="PACS")  # host passes (MODALITY's rule), pair fails
+    assert refused.returncode != 0
+    assert "rejecting association from 'PACS' at 127.0.0.1: not on accept_from" in (
+        strict.log_text()
+    )
 
 
-def test_associations_beyond_the_maximum_are_rejected(make_node):
+def test_associations_beyond_the_maximum_are_rejected_and_logged(make_node):
     from tests.scu import associate
 
     node = make_node(node={"max_associations": 1})
@@ -192,6 +135,7 @@ def test_associations_beyond_the_maximum_are_rejected(make_node):
         assert refused.returncode != 0 and "Rejected" in refused.stderr
     finally:
         held.release()
+    assert "1 associations already open (the maximum)" in node.log_text()
     assert echoscu(node.port).returncode == 0
 
 

@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from dicom_node.model.ensemble import AnomalyModel, load_model
 from dicom_node.app.cli import main
 from dicom_node.errors import ModelFileError
 from dicom_node.model.calibration import Calibration, fit_norms, threshold_at_sensitivity
+from dicom_node.model.ensemble import AnomalyModel, load_model
 from dicom_node.model.members import GanMember
-from dicom_node.model.recipe import ALPHA_GAN_STATISTICS, BIGAN_STATISTICS
-from dicom_node.model.recipe import Architecture, Recipe
-from dicom_node.training.steps import make_optimisers, sample_diversity, train_epoch
+from dicom_node.model.recipe import ALPHA_GAN_STATISTICS, BIGAN_STATISTICS, Architecture, Recipe
 from dicom_node.samples import SAMPLES_DIR
+from dicom_node.training.steps import make_optimisers, sample_diversity, train_epoch
 
 TINY = dict(image_size=32, z_dim=8, base_width=4, batch_size=8, epochs=1)
 
@@ -54,7 +53,7 @@ def test_statistics_have_one_value_per_image(arch, names):
     out = member.analyse(images(5))
     assert tuple(out.statistics) == names
     assert all(v.shape == (5,) for v in out.statistics.values())
-    assert out.difference.shape == (5, 1, 32, 32) and float(out.difference.min()) >= 0
+    assert out.difference.shape == (5, 1, 32, 32)
 
 
 def test_reconstruction_error_grows_with_the_difference():
@@ -215,7 +214,7 @@ def test_train_on_a_dicom_folder_then_score_and_evaluate(tmp_path, capsys):
     assert "not a readable DICOM file" in bad["error"]
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path):
+def test_resume_continues_from_the_checkpoint(tmp_path, capsys):
     npz = tmp_path / "normals.npz"
     rng = np.random.default_rng(0)
     np.savez(
@@ -245,5 +244,5 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert main([*args, "--epochs", "3"]) == 0  # the same command, more epochs: resumes
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "m" / "diagnostics.jsonl").open()]
     assert epochs == [1, 2, 3]
-    with pytest.raises(SystemExit, match="checkpoint of another recipe"):
-        main([*args, "--epochs", "4", "--base-width", "8"])
+    assert main([*args, "--epochs", "4", "--base-width", "8"]) == 2
+    assert "checkpoint of another recipe" in capsys.readouterr().err

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import pydicom
 import pytest
 
-from dicom_node.model.ensemble import ImageScore
 from dicom_node.model.pixels import unit_image_from_dataset
-from dicom_node.results.report import (
-    Algorithm,
-    render_difference_overlay,
-    write_anomaly_report,
-    write_difference_map,
-)
+from dicom_node.model.scores import ImageScore
+from dicom_node.results.difference_map import render_difference_overlay, write_difference_map
+from dicom_node.results.report import Algorithm, write_anomaly_report
 from dicom_node.samples import SAMPLES_DIR
-from tests.conftest import require_tool
+from dicom_node.testing.peers import dciodvfy_errors, storescu
+from tests.dicom_fixtures import with_new_uids
+from tests.nodes import wait_for
 
 SOURCES = ("zhanglab_03_pneumonia.dcm", "cr_chest_pa_mono1_j2k.dcm")
 ALGORITHM = Algorithm("test-model", "1.0", {"image_size": "32"})
-
-
-def dciodvfy_errors(path) -> list[str]:
-    require_tool("dciodvfy")
-    out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
 
 
 def score(value: float, abnormal: bool) -> ImageScore:
@@ -104,40 +94,31 @@ def test_secondary_capture_is_burned_in_and_passes_dciodvfy(tmp_path, name):
 
 
 @pytest.mark.integration
-def test_late_image_makes_a_new_result_version_that_replaces_the_old(make_node, tmp_path):
-    from dicom_node.app.demo import ReceivingPacs
-    from tests.dicom_fixtures import with_new_uids
-    from tests.test_ingest import status, storescu, wait_for
-
-    (tmp_path / "pacs").mkdir()
-    pacs = ReceivingPacs(tmp_path / "pacs")
+def test_late_image_makes_a_new_result_version_that_replaces_the_old(make_node, pacs, tmp_path):
     node = make_node(
-        worker={"enabled": True, "poll_s": 0.2},
+        worker={"enabled": True, "poll_s": 0.1},
         destinations=[
             {"name": "pacs", "ae_title": "DEMO_PACS", "host": "127.0.0.1", "port": pacs.port}
         ],
     )
-    try:
-        study = pydicom.uid.generate_uid()
-        first = with_new_uids(
-            SAMPLES_DIR / "zhanglab_03_pneumonia.dcm", tmp_path / "1.dcm", study_uid=study
-        )
-        assert storescu(node.port, first).returncode == 0
-        assert wait_for(lambda: status(node)["exports"].get("sent") == 1, timeout=90)
-        late = with_new_uids(
-            SAMPLES_DIR / "zhanglab_03_pneumonia.dcm", tmp_path / "2.dcm", study_uid=study
-        )
-        assert storescu(node.port, late).returncode == 0
-        assert wait_for(lambda: status(node)["exports"].get("sent") == 2, timeout=90)
-        reports = sorted(
-            (pydicom.dcmread(p) for _, kind, p in pacs.received if "SR" in kind),
-            key=lambda ds: len(ds.get("PredecessorDocumentsSequence", [])),
-        )
-        assert len(reports) == 2
-        old, new = reports
-        replaced = new.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
-        assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == old.SOPInstanceUID
-        assert len(measurement_values(new)["Anomaly score"]) == 2  # both images of version 2
-        assert sum("Secondary" in kind for _, kind, _ in pacs.received) == 3  # 1 + 2
-    finally:
-        pacs.stop()
+    study = pydicom.uid.generate_uid()
+    first = with_new_uids(
+        SAMPLES_DIR / "zhanglab_03_pneumonia.dcm", tmp_path / "1.dcm", study_uid=study
+    )
+    assert storescu(node.port, first).returncode == 0
+    assert wait_for(lambda: node.counts("exports").get("sent") == 1, timeout=90)
+    late = with_new_uids(
+        SAMPLES_DIR / "zhanglab_03_pneumonia.dcm", tmp_path / "2.dcm", study_uid=study
+    )
+    assert storescu(node.port, late).returncode == 0
+    assert wait_for(lambda: node.counts("exports").get("sent") == 2, timeout=90)
+    reports = sorted(
+        (pydicom.dcmread(p) for _, kind, p in pacs.received if "SR" in kind),
+        key=lambda ds: len(ds.get("PredecessorDocumentsSequence", [])),
+    )
+    assert len(reports) == 2
+    old, new = reports
+    replaced = new.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
+    assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == old.SOPInstanceUID
+    assert len(measurement_values(new)["Anomaly score"]) == 2  # both images of version 2
+    assert sum("Secondary" in kind for _, kind, _ in pacs.received) == 3  # 1 + 2

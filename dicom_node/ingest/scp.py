@@ -97,6 +97,7 @@ def check_calling_peer(event, rules: tuple[PeerRule, ...]) -> None:
     if rules and not any(rule.allows(calling, host) for rule in rules):
         log.warning("rejecting association from %r at %s: not on accept_from", calling, host)
         event.assoc.acse.send_reject(*REJECT_CALLING_AE)
+        event.assoc.kill()  # as pynetdicom's own rejections do: the A-ASSOCIATE-RJ goes out first
 
 
 def log_rejection(event) -> None:
@@ -166,7 +167,9 @@ def start_scp(settings: NodeSettings, store: InstanceStore, reuse_port: bool = F
         server_class=SharedPortServer if reuse_port else NodeServer,
     )
     server.peer_rules = settings.accept_from
-    threading.Thread(target=server.serve_forever, name="scp-acceptor", daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, args=(0.1,), name="scp-acceptor", daemon=True
+    ).start()
     log.info(
         "listening as %s on %s:%d%s",
         settings.ae_title,

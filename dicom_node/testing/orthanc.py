@@ -1,4 +1,4 @@
-"""Orthanc as the PACS: started with its own configuration on free ports, driven over REST."""
+"""Orthanc as a real PACS: started with its own configuration on free ports, driven over REST."""
 
 from __future__ import annotations
 
@@ -8,34 +8,39 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import free_port, require_tool
+from dicom_node.testing.peers import free_port, require_tool
 
 
 class Orthanc:
-    def __init__(self, workdir: Path, modalities: dict[str, tuple[str, str, int]]) -> None:
-        require_tool("Orthanc")
+    """`Orthanc(workdir, modalities)`; `options` are merged into its configuration."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        modalities: dict[str, tuple[str, str, int]] | None = None,
+        **options,
+    ) -> None:
         self.dicom_port, self.http_port = free_port(), free_port()
         workdir.mkdir(parents=True, exist_ok=True)
+        self.config = {
+            "Name": "test-pacs",
+            "StorageDirectory": str(workdir / "db"),
+            "IndexDirectory": str(workdir / "db"),
+            "DicomAet": "ORTHANC",
+            "DicomPort": self.dicom_port,
+            "HttpPort": self.http_port,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomModalities": {k: list(v) for k, v in (modalities or {}).items()},
+            "Plugins": [],
+            **options,
+        }
         config = workdir / "orthanc.json"
-        config.write_text(
-            json.dumps(
-                {
-                    "Name": "test-pacs",
-                    "StorageDirectory": str(workdir / "db"),
-                    "IndexDirectory": str(workdir / "db"),
-                    "DicomAet": "ORTHANC",
-                    "DicomPort": self.dicom_port,
-                    "HttpPort": self.http_port,
-                    "RemoteAccessAllowed": False,
-                    "AuthenticationEnabled": False,
-                    "DicomModalities": {k: list(v) for k, v in modalities.items()},
-                    "Plugins": [],
-                }
-            )
-        )
-        self.log = (workdir / "orthanc.log").open("w")
+        config.write_text(json.dumps(self.config, indent=1))
+        self.log_path = workdir / "orthanc.log"
+        self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            ["Orthanc", str(config)], stdout=self.log, stderr=subprocess.STDOUT
+            [require_tool("Orthanc"), str(config)], stdout=self._log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -44,8 +49,9 @@ class Orthanc:
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"Orthanc exited: see {workdir / 'orthanc.log'}") from None
+                    raise RuntimeError(f"Orthanc exited: see {self.log_path}") from None
                 time.sleep(0.2)
+        self.stop()
         raise RuntimeError("Orthanc did not start")
 
     def _request(self, method: str, path: str, body: bytes | None = None):
@@ -69,4 +75,10 @@ class Orthanc:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
-        self.log.close()
+        self._log.close()
+
+    def __enter__(self) -> Orthanc:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,174 @@
+"""The index on SQLite and PostgreSQL: the study lifecycle, reading order, loop heartbeats, and
+the schema: created by Alembic, and an index made by release 0.1.0 upgraded in place."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dicom_node.errors import IndexSchemaError
+from dicom_node.index import Index
+from dicom_node.index.database import HEAD_REVISION, Database, utcnow
+from dicom_node.index.schema import Priority, StudyState
+from tests.test_queue import received, scored
+
+pytestmark = pytest.mark.integration
+
+# Made by release 0.1.0 (commit 2062cd3) with its own `Index`: three studies (scored and
+# urgent with two exports, sent and pending; queued; skipped), no alembic_version table.
+RELEASE_0_1_0 = Path(__file__).parent / "data" / "index_release_0.1.0.sqlite3"
+
+
+@pytest.fixture
+def index(index_url):
+    idx = Index(index_url)
+    yield idx
+    idx.close()
+
+
+def test_late_image_reopens_a_complete_study_as_its_next_version(index):
+    index.catalog.record_instance(received(1, study=7), 1, "a")
+    later = utcnow() + dt.timedelta(seconds=1)
+    (study,) = index.views.studies()
+    assert index.catalog.complete_study(study.id, later, True, "chest") is StudyState.QUEUED
+    index.catalog.record_instance(received(2, study=7), 1, "b")
+    (study,) = index.views.studies()
+    assert study.version == 2 and study.state is StudyState.RECEIVING
+    assert "reopened: new image after queued of version 1" in study.reason
+    assert [i.study_version for i in index.catalog.study_contents(study.id)] == [1, 2]
+
+
+def test_a_study_that_changed_after_the_sweep_looked_is_not_completed(index):
+    index.catalog.record_instance(received(1), 1, "a")
+    (study,) = index.views.studies()
+    before = utcnow() - dt.timedelta(seconds=5)  # the image arrived after this "quiet since"
+    assert index.catalog.complete_study(study.id, before, True, "chest") is None
+    assert index.views.studies()[0].state is StudyState.RECEIVING
+
+
+def test_newest_version_of_each_instance_is_what_the_study_holds(index):
+    index.catalog.record_instance(received(1), 1, "a")
+    index.catalog.record_instance(received(1), 2, "b")
+    (only,) = index.catalog.study_contents(index.views.studies()[0].id)
+    assert only.version == 2 and only.file == "b"
+    assert index.catalog.latest_instance(only.sop_instance_uid).version == 2
+
+
+def test_worklist_reads_urgent_first_then_by_score_then_by_waiting_time(index):
+    for i in range(4):
+        index.catalog.record_instance(received(i), 1, f"f{i}")
+    later = utcnow() + dt.timedelta(seconds=1)
+    for study in index.views.studies():  # completed in id order: 0 waits longest
+        index.catalog.complete_study(study.id, later, True, "chest")
+    plan = {
+        0: (1.0, Priority.ROUTINE),
+        1: (0.5, Priority.URGENT),
+        2: (3.0, Priority.ROUTINE),
+        3: (0.5, Priority.URGENT),
+    }
+    while (job := index.queue.claim_next_job("w", 60)) is not None:
+        score, priority = plan[int(job.study_uid.rsplit(".", 1)[1])]
+        index.queue.finish_scored(job, "w", scored(index, job, score, priority))
+    order = [r.study_uid.rsplit(".", 1)[1] for r in index.views.worklist()]
+    assert order == ["1", "3", "2", "0"]  # urgent (ties: longest waiting), then by score
+
+
+def test_loop_heartbeats_are_reported_and_forgotten(index):
+    now = utcnow()
+    index.heartbeats.beat("scoring", "host:1:a", 60, now, 0, "")
+    index.heartbeats.beat("delivery", "host:1:a", 60, now - dt.timedelta(seconds=90), 0, "")
+    index.heartbeats.beat("completion", "host:1:a", 60, now, 3, "OperationalError: gone")
+    problems = {h.loop: h.problem(now) for h in index.views.status().loops}
+    assert problems["scoring"] is None
+    assert "no completed cycle for 90 s" in problems["delivery"]
+    assert "failing (3 cycle(s) in a row): OperationalError" in problems["completion"]
+    index.heartbeats.forget("scoring", "host:1:a")
+    assert [h.loop for h in index.views.status().loops] == ["completion", "delivery"]
+    index.heartbeats.forget_owner("host:1:a")
+    assert index.views.status().loops == []
+
+
+def test_readers_do_not_create_or_upgrade_an_index(tmp_path):
+    url = f"sqlite:///{tmp_path / 'none.sqlite3'}"
+    with pytest.raises(IndexSchemaError, match="`dicom-node serve` creates it"):
+        Index(url, upgrade=False)
+    old = tmp_path / "old.sqlite3"
+    shutil.copy(RELEASE_0_1_0, old)
+    with pytest.raises(IndexSchemaError, match="at schema revision 0001"):
+        Index(f"sqlite:///{old}", upgrade=False)
+
+
+def _load_release_0_1_0(url: str) -> None:
+    """The 0.1.0 index in the database at `url`: on SQLite the file itself; on PostgreSQL its
+    schema (revision 0001) with the same rows copied in."""
+    if url.startswith("sqlite"):
+        shutil.copy(RELEASE_0_1_0, sa.engine.make_url(url).database)
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    from dicom_node.index.database import MIGRATIONS
+
+    db = Database(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    source = sa.create_engine(f"sqlite:///{RELEASE_0_1_0}")
+    with db.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.exec_driver_sql("DROP TABLE alembic_version")  # 0.1.0 had none
+        tables = sa.MetaData()
+        tables.reflect(conn)
+        with source.connect() as old:
+            for table in tables.sorted_tables:
+                rows = [dict(r._mapping) for r in old.execute(sa.select(table))]
+                if rows:
+                    conn.execute(table.insert(), rows)
+                    if "id" in table.c:
+                        conn.exec_driver_sql(
+                            f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                            f"(SELECT max(id) FROM {table.name}))"
+                        )
+    source.dispose()
+    db.close()
+
+
+def test_index_of_release_0_1_0_is_upgraded_in_place_and_keeps_working(index_url):
+    _load_release_0_1_0(index_url)
+    assert Database(index_url).schema_revision() == "0001"
+    index = Index(index_url)
+    try:
+        assert index.db.schema_revision() == HEAD_REVISION
+        status = index.views.status()
+        assert status.instances == 3
+        assert {k.value: v for k, v in status.studies.items()} == {
+            "queued": 1,
+            "scored": 1,
+            "skipped": 1,
+        }
+        (row,) = index.views.worklist()
+        assert row.priority is Priority.URGENT and row.results == {
+            "pacs": "sent",
+            "archive": "pending",
+        }
+        assert {s.priority for s in index.views.studies() if s.state is not StudyState.SCORED} == {
+            None
+        }
+        # The pending export still sends its objects, now found through result-object rows.
+        due = index.outbox.claim_due_export(lease_s=60)
+        assert due.destination == "archive" and due.files == (
+            f"results/{row.study_uid}/v1/sr.dcm",
+            f"results/{row.study_uid}/v1/sc_001.dcm",
+        )
+        assert index.outbox.earlier_reports(1, before_version=2) == [due.files[0]]
+        # The queued study of 0.1.0 is scored by this release.
+        job = index.queue.claim_next_job("w", 60)
+        assert index.queue.finish_scored(job, "w", scored(index, job, 0.1, Priority.ROUTINE))
+        assert len(index.views.worklist()) == 2
+    finally:
+        index.close()
+    assert Index(index_url).db.schema_revision() == HEAD_REVISION  # a second start: no-op
