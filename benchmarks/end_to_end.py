@@ -25,11 +25,10 @@ import pydicom
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
-from dicom_node.app.demo import ReceivingPacs
+from dicom_node.app.pacs import ReceivingPacs
 from dicom_node.samples import SAMPLES_DIR
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import free_port, orthanc, wait_for_echo  # noqa: E402
+from dicom_node.testing.orthanc import Orthanc
+from dicom_node.testing.peers import free_port, wait_for_echo
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
 
@@ -57,7 +56,6 @@ def pynetdicom_pacs(work: Path):
 
 @contextlib.contextmanager
 def orthanc_pacs(work: Path):
-    http = free_port()
     seen: dict[str, float] = {}
     stop = threading.Event()
 
@@ -80,11 +78,12 @@ def orthanc_pacs(work: Path):
             since = changes["Last"]
             stop.wait(0.05)
 
-    with orthanc(work, http_port=http) as (aet, port):
+    with Orthanc(work, DicomCheckCalledAet=False) as pacs:
+        http = pacs.http_port
         thread = threading.Thread(target=poll_changes, daemon=True)
         thread.start()
         try:
-            yield aet, port, lambda: dict(seen)
+            yield "ORTHANC", pacs.dicom_port, lambda: dict(seen)
         finally:
             stop.set()
 

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,33 +24,13 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from dicom_node.samples import SAMPLES_DIR
+from dicom_node.testing.orthanc import Orthanc
+from dicom_node.testing.peers import free_port, wait_for_echo
 
 FILES = {
     "1.8MB DX": ("zhanglab_01_normal.dcm", "-xe"),
     "73KB JPEG": ("zhanglab_04_pneumonia.dcm", "-xy"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_echo(port: int, aet: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{aet} exited with {proc.returncode}")
-        if (
-            subprocess.run(
-                ["echoscu", "-aec", aet, "127.0.0.1", str(port)], capture_output=True
-            ).returncode
-            == 0
-        ):
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{aet} did not answer C-ECHO on {port}")
 
 
 @contextlib.contextmanager
@@ -86,34 +65,9 @@ def node(workdir: Path, processes: int):
 
 
 @contextlib.contextmanager
-def orthanc(workdir: Path, http_port: int | None = None):
-    port = free_port()
-    config = workdir / "orthanc.json"
-    config.write_text(
-        json.dumps(
-            {
-                "Name": "bench",
-                "StorageDirectory": str(workdir / "storage"),
-                "IndexDirectory": str(workdir / "storage"),
-                "DicomAet": "ORTHANC",
-                "DicomPort": port,
-                "HttpPort": http_port or free_port(),
-                "RemoteAccessAllowed": False,
-                "AuthenticationEnabled": False,
-                "DicomCheckCalledAet": False,
-                "Plugins": [],
-            }
-        )
-    )
-    proc = subprocess.Popen(
-        ["Orthanc", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_echo(port, "ORTHANC", proc)
-        yield "ORTHANC", port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=120)
+def orthanc(workdir: Path):
+    with Orthanc(workdir, DicomCheckCalledAet=False) as pacs:
+        yield "ORTHANC", pacs.dicom_port
 
 
 @contextlib.contextmanager

@@ -119,6 +119,9 @@ class Database:
 
     def require_current_schema(self) -> None:
         """Raise IndexSchemaError unless the index is at this release's revision."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+            raise IndexSchemaError(f"no index at {url.database} yet: `dicom-node serve` creates it")
         try:
             revision = self.schema_revision()
         except SQLAlchemyError as exc:

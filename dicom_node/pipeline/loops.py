@@ -90,9 +90,11 @@ class SupervisedLoop:
         )
 
     def _report(self) -> None:
-        """Write the health to the index when it changed, or every third of the deadline."""
-        changed = (self.failures > 0) != (self._reported_failures > 0)
-        if not changed and time.monotonic() - self._reported_at < self.deadline_s / 3:
+        """Write the health to the index: every failed cycle (they are backed off, so rare),
+        the recovery, and otherwise every third of the deadline."""
+        recovered = self.failures == 0 and self._reported_failures != 0
+        due = time.monotonic() - self._reported_at >= self.deadline_s / 3
+        if not (self.failures or recovered or due):
             return
         try:
             self.heartbeats.beat(
