@@ -21,6 +21,21 @@ from dicom_node.samples import SAMPLES_DIR
 from dicom_node.testing.peers import free_port, storescu
 from tests.dicom_fixtures import with_new_uids
 
+# A worker that polls, retries and reports fast enough for tests.
+FAST_WORKER = {
+    "enabled": True,
+    "poll_s": 0.1,
+    "lease_s": 3,
+    "loop_deadline_s": 5,
+    "export": {"max_attempts": 50, "backoff_s": 0.3, "max_backoff_s": 1},
+    "scoring": {"max_attempts": 3, "backoff_s": 0.3, "max_backoff_s": 1},
+}
+
+
+def destination(port: int) -> list[dict]:
+    """`destinations` for a receiving PACS on `port`."""
+    return [{"name": "pacs", "ae_title": "DEMO_PACS", "host": "127.0.0.1", "port": port}]
+
 
 def wait_for(predicate, timeout: float = 30.0, every: float = 0.1):
     deadline = time.monotonic() + timeout

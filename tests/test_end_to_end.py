@@ -55,7 +55,7 @@ def test_orthanc_sends_studies_and_gets_sr_and_sc_back(make_node, tmp_path):
 
         def delivered():
             worklist = node.index.views.worklist()
-            done = [r for r in worklist if r.results.get("orthanc") == "sent"]
+            done = [r for r in worklist if r.deliveries.get("orthanc") == "sent"]
             return worklist if len(done) == 6 else None
 
         worklist = wait_for(delivered, timeout=240, every=0.2)

@@ -19,18 +19,9 @@ import pytest
 
 from dicom_node.app.cli import main
 from dicom_node.testing.peers import free_port
-from tests.nodes import send_study, wait_for
+from tests.nodes import FAST_WORKER, destination, send_study, wait_for
 
 pytestmark = pytest.mark.integration
-
-WORKER = {
-    "enabled": True,
-    "poll_s": 0.1,
-    "lease_s": 2,
-    "loop_deadline_s": 4,
-    "scoring": {"max_attempts": 2, "backoff_s": 0.2, "max_backoff_s": 0.5},
-    "export": {"max_attempts": 2, "backoff_s": 0.2, "max_backoff_s": 0.5},
-}
 
 
 class ThrowawayPostgres:
@@ -84,10 +75,6 @@ def throwaway_postgres():
     cluster.remove()
 
 
-def destination(pacs) -> list[dict]:
-    return [{"name": "pacs", "ae_title": "DEMO_PACS", "host": "127.0.0.1", "port": pacs.port}]
-
-
 def status_json(node, capsys) -> tuple[int, dict | None]:
     capsys.readouterr()
     code = main(["status", "--json", "--config", str(node.config)])
@@ -103,7 +90,7 @@ def test_database_outage_then_every_queued_study_is_scored_and_delivered(
     make_node, pacs, throwaway_postgres, tmp_path, capsys
 ):
     node = make_node(
-        database_url=throwaway_postgres.url, worker=WORKER, destinations=destination(pacs)
+        database_url=throwaway_postgres.url, worker=FAST_WORKER, destinations=destination(pacs.port)
     )
     studies = [send_study(node.port, tmp_path), send_study(node.port, tmp_path)]
     throwaway_postgres.stop()  # before the 1 s quiet period ends: both still to complete
@@ -148,7 +135,7 @@ def small_results_disk(tmp_path):
 def test_disk_full_while_writing_results_then_every_queued_study_is_delivered(
     make_node, pacs, small_results_disk, tmp_path, capsys
 ):
-    node = make_node(worker=WORKER, destinations=destination(pacs))
+    node = make_node(worker=FAST_WORKER, destinations=destination(pacs.port))
     studies = [send_study(node.port, tmp_path), send_study(node.port, tmp_path)]
     assert wait_for(lambda: "scoring" in unhealthy_loops(node), timeout=30)
     assert wait_for(lambda: status_json(node, capsys)[0] == 1, timeout=10)

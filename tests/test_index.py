@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
 from dicom_node.errors import IndexSchemaError
 from dicom_node.index import Index
 from dicom_node.index.database import HEAD_REVISION, Database, utcnow
-from dicom_node.index.schema import Priority, StudyState
+from dicom_node.index.schema import Base, Priority, StudyState
 from tests.test_queue import received, scored
 
 pytestmark = pytest.mark.integration
@@ -92,6 +94,16 @@ def test_loop_heartbeats_are_reported_and_forgotten(index):
     assert index.views.status().loops == []
 
 
+def schema_drift(index: Index) -> list:
+    """Differences between the tables in the database and those `schema.py` declares."""
+    with index.db.engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+
+def test_migrations_build_exactly_the_schema_the_code_declares(index):
+    assert schema_drift(index) == []
+
+
 def test_readers_do_not_create_or_upgrade_an_index(tmp_path):
     url = f"sqlite:///{tmp_path / 'none.sqlite3'}"
     with pytest.raises(IndexSchemaError, match="`dicom-node serve` creates it"):
@@ -151,7 +163,7 @@ def test_index_of_release_0_1_0_is_upgraded_in_place_and_keeps_working(index_url
             "skipped": 1,
         }
         (row,) = index.views.worklist()
-        assert row.priority is Priority.URGENT and row.results == {
+        assert row.priority is Priority.URGENT and row.deliveries == {
             "pacs": "sent",
             "archive": "pending",
         }
@@ -171,4 +183,9 @@ def test_index_of_release_0_1_0_is_upgraded_in_place_and_keeps_working(index_url
         assert len(index.views.worklist()) == 2
     finally:
         index.close()
-    assert Index(index_url).db.schema_revision() == HEAD_REVISION  # a second start: no-op
+    again = Index(index_url)  # a second start: nothing to do
+    try:
+        assert again.db.schema_revision() == HEAD_REVISION
+        assert schema_drift(again) == []  # upgraded: the same schema as a new index
+    finally:
+        again.close()

@@ -133,6 +133,6 @@ def test_scored_job_records_results_objects_and_one_export_per_destination(index
     index.outbox.export_failed(second.id, "refused", None)
     (row,) = index.views.worklist()
     assert row.priority is Priority.URGENT and row.score == 2.0
-    assert row.results == {first.destination: "sent", second.destination: "dead (refused)"}
+    assert row.deliveries == {first.destination: "sent", second.destination: "dead (refused)"}
     assert index.outbox.earlier_reports(job.study_id, before_version=2) == [f"r/{job.id}/sr.dcm"]
     assert index.outbox.earlier_reports(job.study_id, before_version=1) == []

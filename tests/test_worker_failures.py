@@ -13,28 +13,16 @@ import yaml
 from dicom_node.app.pacs import ReceivingPacs
 from dicom_node.samples import SAMPLES_DIR
 from dicom_node.testing.peers import free_port, storescu
-from tests.nodes import send_study, wait_for
+from tests.nodes import FAST_WORKER, destination, send_study, wait_for
 
 pytestmark = pytest.mark.integration
 
-FAST_RETRIES = {
-    "enabled": True,
-    "poll_s": 0.1,
-    "lease_s": 3,
-    "loop_deadline_s": 5,
-    "export": {"max_attempts": 50, "backoff_s": 0.3, "max_backoff_s": 1},
-    "scoring": {"max_attempts": 3, "backoff_s": 0.3, "max_backoff_s": 1},
-}
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
-
-
-def destination(port: int) -> list[dict]:
-    return [{"name": "pacs", "ae_title": "DEMO_PACS", "host": "127.0.0.1", "port": port}]
 
 
 def test_pacs_down_during_export_then_up_is_delivered_once(make_node, tmp_path):
     pacs_port = free_port()
-    node = make_node(worker=FAST_RETRIES, destinations=destination(pacs_port))
+    node = make_node(worker=FAST_WORKER, destinations=destination(pacs_port))
     study = send_study(node.port, tmp_path)
     assert wait_for(
         lambda: (
@@ -60,7 +48,7 @@ def test_dead_workers_job_is_taken_over_and_finishes_once(make_node, pacs, tmp_p
     dead = node.index.queue.claim_next_job("worker-that-died", lease_s=1)  # never renewed
     assert dead is not None
     config = yaml.safe_load(node.config.read_text())
-    config["worker"] = FAST_RETRIES
+    config["worker"] = FAST_WORKER
     worker_config = tmp_path / "worker.yaml"
     worker_config.write_text(yaml.safe_dump(config))
     log = tmp_path / "worker.log"
@@ -84,7 +72,7 @@ def test_dead_workers_job_is_taken_over_and_finishes_once(make_node, pacs, tmp_p
 
 
 def test_undecodable_image_ends_not_scored_and_the_node_keeps_working(make_node, pacs, tmp_path):
-    node = make_node(worker=FAST_RETRIES, destinations=destination(pacs.port))
+    node = make_node(worker=FAST_WORKER, destinations=destination(pacs.port))
     ds = pydicom.dcmread(SAMPLES_DIR / "zhanglab_04_pneumonia.dcm")
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
     ds.StudyInstanceUID = pydicom.uid.generate_uid()
@@ -114,7 +102,7 @@ class RefusingPacs(ReceivingPacs):
 
 def test_destination_refusing_the_sop_class_is_dead_lettered_with_its_status(make_node, tmp_path):
     pacs = RefusingPacs(tmp_path / "pacs")
-    node = make_node(worker=FAST_RETRIES, destinations=destination(pacs.port))
+    node = make_node(worker=FAST_WORKER, destinations=destination(pacs.port))
     try:
         send_study(node.port, tmp_path)
         assert wait_for(lambda: node.counts("exports").get("dead") == 1, timeout=60)
@@ -134,7 +122,7 @@ def test_missing_spool_file_is_retried_and_alarmed_not_blamed_on_the_study(
     hidden = spooled.rename(tmp_path / "hidden.dcm")
     node.stop()
     node = make_node(
-        node={"port": node.port}, worker=FAST_RETRIES, destinations=destination(pacs.port)
+        node={"port": node.port}, worker=FAST_WORKER, destinations=destination(pacs.port)
     )
     assert wait_for(lambda: "is missing" in node.log_text(), timeout=30)
     scoring = next(h for h in node.running.health() if h.loop == "scoring")

@@ -105,7 +105,7 @@ def print_worklist(rows: list[WorklistRow]) -> None:
         f"{'accession':<12}{'patient':<12}{'date':<10}results"
     )
     for r in rows:
-        sent = ", ".join(f"{k}: {v}" for k, v in r.results.items()) or "no destination"
+        sent = ", ".join(f"{k}: {v}" for k, v in r.deliveries.items()) or "no destination"
         print(
             f"{r.priority.value:<9}{r.score:>7.2f}{r.percentile:>6.0f}  "
             f"{r.accession_number:<12}{r.patient_id:<12}{r.study_date:<10}{sent}"

@@ -18,10 +18,10 @@ from dicom_node.index.records import ClaimedJob, ScoredStudy
 from dicom_node.index.schema import (
     Export,
     ExportState,
-    ImageResult,
     Job,
     JobState,
     ResultObject,
+    ScoredImage,
     Study,
     StudyState,
 )
@@ -77,7 +77,7 @@ class JobQueue:
                 return False  # another worker took over: its result stands
             study = s.get(Study, job.study_id, with_for_update=True)
             s.add_all(
-                ImageResult(
+                ScoredImage(
                     instance_id=image.instance_id,
                     study_id=job.study_id,
                     study_version=job.study_version,

@@ -138,7 +138,7 @@ class WorklistRow:
     priority: Priority
     score: float
     percentile: float
-    results: dict[str, str]  # destination -> export state (and its last error)
+    deliveries: dict[str, str]  # destination -> export state (and its last error)
 
     def to_json(self) -> dict:
         return {
@@ -151,7 +151,7 @@ class WorklistRow:
             "priority": self.priority.value,
             "score": round(self.score, 3),
             "percentile": round(self.percentile, 1),
-            "results": self.results,
+            "deliveries": self.deliveries,
         }
 
 

@@ -145,10 +145,10 @@ class Job(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
-class ImageResult(Base):
+class ScoredImage(Base):
     """The score of one instance in one study version."""
 
-    __tablename__ = "image_result"
+    __tablename__ = "scored_image"
     __table_args__ = (UniqueConstraint("instance_id", "study_version"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("instance.id"), index=True)

@@ -69,7 +69,7 @@ class Views:
                     priority=st.priority or Priority.ROUTINE,
                     score=st.max_score,
                     percentile=st.max_percentile,
-                    results=sent.get((st.id, st.version), {}),
+                    deliveries=sent.get((st.id, st.version), {}),
                 )
                 for st, pid in rows
             ]

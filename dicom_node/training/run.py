@@ -2,7 +2,7 @@
 
 Layout of the output directory::
 
-    DIR/model.json, DIR/weights.safetensors   the trained, calibrated model (see dicom_node.model.ensemble)
+    DIR/model.json, DIR/weights.safetensors   the trained, calibrated model (model.ensemble)
     DIR/checkpoints/memberK.pt                 resumable state of member K (weights_only load)
     DIR/diagnostics.jsonl                      one line per member and epoch
     DIR/samples/memberK_epochNNN.png           x | G(E(x)) pairs and G(z) samples

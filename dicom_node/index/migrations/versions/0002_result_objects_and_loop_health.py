@@ -1,5 +1,6 @@
 """Result objects become rows (the predecessor SR is found by a query, exports send the rows),
-supervised loops report their health, and an unscored study has no priority (NULL, not '').
+supervised loops report their health, an unscored study has no priority (NULL, not ''), and
+the per-image scores are named for what they are (image_result -> scored_image).
 
 Revision ID: 0002
 Revises: 0001
@@ -49,6 +50,10 @@ def upgrade() -> None:
     with op.batch_alter_table("study") as batch:
         batch.alter_column("priority", existing_type=sa.String(16), nullable=True)
     op.execute("UPDATE study SET priority = NULL WHERE priority = ''")
+    op.rename_table("image_result", "scored_image")
+    for column in ("instance_id", "study_id"):
+        op.drop_index(f"ix_image_result_{column}", table_name="scored_image")
+        op.create_index(f"ix_scored_image_{column}", "scored_image", [column])
 
 
 def _move_export_files_to_result_objects() -> None:
