@@ -89,6 +89,7 @@ class NodeSettings:
     accept_from: tuple[PeerRule, ...] = ()
     tls: TlsSettings = field(default_factory=TlsSettings)
     max_associations: int = 16
+    max_associations_per_host: int = 8  # one host cannot take every slot; 0: no cap
     processes: int = 1  # SCP processes sharing the port; more use more cores
 
     def check(self) -> str | None:
@@ -98,6 +99,8 @@ class NodeSettings:
             return f"processes must be 1..64, got {self.processes}"
         if self.max_associations < 1:
             return "max_associations must be at least 1"
+        if self.max_associations_per_host < 0:
+            return "max_associations_per_host must be 0 (no cap) or more"
         return _check_ae_title(self.ae_title)
 
 

@@ -111,3 +111,47 @@ def test_peer_drops_connection_mid_transfer(node, tmp_path):
     ds.SOPInstanceUID = generate_uid()
     drop_mid_transfer(node.port, ds.SOPInstanceUID, encoded(ds))
     assert_nothing_kept_and_still_serving(node, tmp_path)
+
+
+HOSTILE_UIDS = {
+    "traversal": "../../../escape",
+    "absolute": "/tmp/escape",
+    "spaces": "1.2.3 4",
+    "leading zero": "1.2.03",
+    "65 characters": "1." + "2" * 63,
+    "shell": "1.2;rm -rf",
+}
+
+
+@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"])
+@pytest.mark.parametrize("kind", sorted(HOSTILE_UIDS))
+def test_an_invalid_uid_is_refused_and_nothing_is_written_anywhere(node, tmp_path, kind, keyword):
+    before = set(tmp_path.rglob("*"))
+    ds = pydicom.dcmread(fx.SMALL_SAMPLE)
+    ds.SOPInstanceUID = generate_uid()
+    setattr(ds, keyword, HOSTILE_UIDS[kind])
+    announced = ds.SOPInstanceUID if len(ds.SOPInstanceUID) <= 64 else generate_uid()
+    assert send_raw_store(node.port, announced, encoded(ds)) == 0xA900
+    assert f"{keyword} " in node.log_text()
+    new = {p for p in set(tmp_path.rglob("*")) - before if p.is_file()}
+    assert {p.name for p in new} <= {"index.sqlite3-wal", "index.sqlite3-shm"}
+    assert_nothing_kept_and_still_serving(node, tmp_path)
+
+
+def test_a_multi_valued_study_uid_is_refused_not_retried(node, tmp_path):
+    ds = pydicom.dcmread(fx.SMALL_SAMPLE)
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = [generate_uid(), generate_uid()]
+    assert send_raw_store(node.port, ds.SOPInstanceUID, encoded(ds)) == 0xA900
+    assert "StudyInstanceUID has 2 values" in node.log_text()
+    assert_nothing_kept_and_still_serving(node, tmp_path)
+
+
+def test_identical_bytes_of_an_older_version_add_nothing(node, tmp_path):
+    a = fx.with_new_uids(fx.SMALL_SAMPLE, tmp_path / "a.dcm")
+    changed = pydicom.dcmread(a)
+    changed.PatientComments = "corrected"
+    changed.save_as(tmp_path / "b.dcm")
+    for path in (a, tmp_path / "b.dcm", a, tmp_path / "b.dcm"):
+        assert storescu(node.port, path).returncode == 0
+    assert [r.version for r in node.index.views.instances()] == [1, 2]

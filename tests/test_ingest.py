@@ -184,3 +184,32 @@ def test_tls_association(make_node, tmp_path):
     assert assoc.send_c_echo().Status == 0
     assoc.release()
     assert echoscu(node.port).returncode != 0  # plain TCP to a TLS port gets nowhere
+
+
+def test_one_host_cannot_hold_every_slot(make_node):
+    from tests.scu import associate
+
+    node = make_node(node={"max_associations": 8, "max_associations_per_host": 2})
+    held = [associate(node.port), associate(node.port)]
+    try:
+        assert echoscu(node.port).returncode != 0
+        assert "2 connections already open from that host" in node.log_text()
+    finally:
+        for assoc in held:
+            assoc.release()
+    assert wait_for(lambda: echoscu(node.port).returncode == 0, timeout=10)
+
+
+def test_rejected_hosts_never_hold_a_slot(make_node):
+    import socket
+
+    node = make_node(node={"max_associations": 2, "accept_from": [{"host": "10.0.0.0/8"}]})
+    silent = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(5)]
+    try:
+        for sock in silent:  # each is closed by the node at once, before it sends a byte
+            sock.settimeout(5)
+            assert sock.recv(1) == b""
+    finally:
+        for sock in silent:
+            sock.close()
+    assert node.log_text().count("refusing connection from 127.0.0.1") == 5

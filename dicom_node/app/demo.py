@@ -102,7 +102,7 @@ def run_demo(base: Settings, timeout_s: float = 300) -> int:
 def print_worklist(rows: list[WorklistRow]) -> None:
     print(
         f"{'priority':<9}{'score':>7}{'pctl':>6}  "
-        f"{'accession':<12}{'patient':<12}{'date':<10}results"
+        f"{'accession':<12}{'patient':<12}{'date':<10}delivered to"
     )
     for r in rows:
         sent = ", ".join(f"{k}: {v}" for k, v in r.deliveries.items()) or "no destination"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from dicom_node.dicom.terms import (
     UNCOMPRESSED,
@@ -13,6 +16,23 @@ from dicom_node.dicom.terms import (
 
 TRAILING_PADDING = 0xFFFCFFFC  # Data Set Trailing Padding: carries nothing
 REQUIRED_UIDS = ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+UID_COMPONENT = re.compile(r"0|[1-9][0-9]*")
+MAX_UID_LENGTH = 64
+
+
+def uid_problem(value: object) -> str | None:
+    """Why `value` is not a valid UID (PS3.5 9.1: dot-separated numeric components without
+    leading zeros, at most 64 characters, one value), or None."""
+    if isinstance(value, MultiValue | list | tuple):
+        return f"has {len(value)} values, a UID has one"
+    text = str(value)
+    if len(text) > MAX_UID_LENGTH:
+        return f"is {len(text)} characters long, a UID has at most {MAX_UID_LENGTH}"
+    if not all(UID_COMPONENT.fullmatch(part) for part in text.split(".")):
+        return f"{text[:MAX_UID_LENGTH]!r} is not digits and dots without leading zeros"
+    return None
 
 
 class RejectedInstance(Exception):
@@ -36,6 +56,11 @@ def check_dataset(ds: Dataset, affected_uid: str | None, transfer_syntax: str) -
         raise RejectedInstance(
             StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"missing {', '.join(missing)}"
         )
+    for keyword in REQUIRED_UIDS:
+        if problem := uid_problem(ds[keyword].value):
+            raise RejectedInstance(
+                StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{keyword} {problem}"
+            )
     if affected_uid is not None and ds.SOPInstanceUID != affected_uid:
         raise RejectedInstance(
             StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS,

@@ -45,15 +45,15 @@ class Catalog:
         self.db = db
 
     # -- ingest ---------------------------------------------------------------------------
-    def latest_instance(self, sop_instance_uid: str) -> InstanceRecord | None:
+    def versions_of(self, sop_instance_uid: str) -> list[InstanceRecord]:
+        """Every version kept of one SOP Instance UID, oldest first."""
         with self.db.session() as s:
-            row = s.scalars(
+            rows = s.scalars(
                 select(Instance)
                 .where(Instance.sop_instance_uid == sop_instance_uid)
-                .order_by(Instance.version.desc())
-                .limit(1)
-            ).first()
-            return None if row is None else instance_record(row)
+                .order_by(Instance.version)
+            )
+            return [instance_record(row) for row in rows]
 
     def record_instance(self, rec: ReceivedInstance, version: int, file: str) -> None:
         """Commit the instance row (and its patient, study, series); reopens a finished study."""

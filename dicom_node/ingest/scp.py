@@ -32,16 +32,39 @@ REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 
 
 class NodeServer(ThreadedAssociationServer):
-    """Drops connections from hosts no rule admits, and disables Nagle on accepted sockets."""
+    """Admits a TCP connection only from a host some rule admits and below the per-host cap,
+    before a byte is read; disables Nagle on accepted sockets."""
 
     peer_rules: tuple[PeerRule, ...] = ()
+    max_per_host: int = 0  # 0: no per-host cap
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._open: dict[int, str] = {}  # id of an admitted socket -> its host
+        self._hosts_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
 
     def verify_request(self, request, client_address) -> bool:
         host = client_address[0]
         if self.peer_rules and not any(rule.allows_host(host) for rule in self.peer_rules):
             log.warning("refusing connection from %s: not on accept_from", host)
             return False
+        with self._hosts_lock:
+            open_here = sum(1 for h in self._open.values() if h == host)
+            if self.max_per_host and open_here >= self.max_per_host:
+                log.warning(
+                    "refusing connection from %s: %d connections already open from that host "
+                    "(max_associations_per_host)",
+                    host,
+                    open_here,
+                )
+                return False
+            self._open[id(request)] = host
         return True
+
+    def shutdown_request(self, request) -> None:
+        with self._hosts_lock:
+            self._open.pop(id(request), None)
+        super().shutdown_request(request)
 
     def shutdown(self) -> None:
         """Stop serving and close the socket. (The base class also drops itself from the AE's
@@ -167,6 +190,7 @@ def start_scp(settings: NodeSettings, store: InstanceStore, reuse_port: bool = F
         server_class=SharedPortServer if reuse_port else NodeServer,
     )
     server.peer_rules = settings.accept_from
+    server.max_per_host = settings.max_associations_per_host
     threading.Thread(
         target=server.serve_forever, args=(0.1,), name="scp-acceptor", daemon=True
     ).start()

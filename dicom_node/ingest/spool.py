@@ -56,13 +56,14 @@ class Spool:
             raise
         return SpooledFile(path, size, digest.hexdigest())
 
-    def relative_path(self, study_uid: str, sop_instance_uid: str, sha256: str) -> str:
-        """Named by content too: two writers of one UID with different bytes never collide."""
-        return f"{study_uid}/{sop_instance_uid}.{sha256[:16]}.dcm"
+    @staticmethod
+    def relative_path(sha256: str) -> str:
+        """Named by content only: nothing a peer sends becomes part of a path."""
+        return f"{sha256[:2]}/{sha256}.dcm"
 
     def commit(self, spooled: SpooledFile, relative: str) -> Path:
         """Rename the temporary file into place and fsync the directory entry."""
-        final = self.root / relative
+        final = self.path_of(relative)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(spooled.temp_path, final)
         fd = os.open(final.parent, os.O_RDONLY)
@@ -76,4 +77,13 @@ class Spool:
         spooled.temp_path.unlink(missing_ok=True)
 
     def path_of(self, relative: str) -> Path:
-        return self.root / relative
+        return contained_path(self.root, relative)
+
+
+def contained_path(root: Path, relative: str) -> Path:
+    """`root / relative`, refused unless it stays inside `root`: every path the node writes or
+    reads under its data folder is made here."""
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise ValueError(f"{relative!r} leads outside {root}")
+    return path

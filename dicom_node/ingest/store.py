@@ -97,11 +97,11 @@ class InstanceStore:
         )
         try:
             with self._versions:
-                latest = self.catalog.latest_instance(rec.sop_instance_uid)
-                if latest is not None and latest.sha256 == rec.sha256:
-                    return Outcome.DUPLICATE
-                version = 1 if latest is None else latest.version + 1
-                relative = self.spool.relative_path(rec.study_uid, rec.sop_instance_uid, rec.sha256)
+                versions = self.catalog.versions_of(rec.sop_instance_uid)
+                if any(v.sha256 == rec.sha256 for v in versions):
+                    return Outcome.DUPLICATE  # identical to a version already kept
+                version = 1 + max((v.version for v in versions), default=0)
+                relative = self.spool.relative_path(rec.sha256)
                 self.spool.commit(spooled, relative)
                 self.catalog.record_instance(rec, version, relative)
         except IntegrityError as exc:  # another node process indexed this version first

@@ -22,7 +22,7 @@ from dicom_node.index.records import (
     ScoredStudy,
 )
 from dicom_node.index.schema import Priority, ResultKind
-from dicom_node.ingest.spool import Spool
+from dicom_node.ingest.spool import Spool, contained_path
 from dicom_node.model.ensemble import AnomalyModel
 from dicom_node.model.inputs import to_model_input
 from dicom_node.model.pixels import unit_image_from_dataset
@@ -118,8 +118,11 @@ class StudyAnalyser:
         earlier_reports: Sequence[str],
     ) -> tuple[ResultObjectRecord, ...]:
         data_dir = self.settings.storage.data_dir
-        out = self.settings.storage.results_dir / job.study_uid / f"v{job.study_version}"
-        previous = [self._read_earlier_report(data_dir / f) for f in earlier_reports]
+        # Named by the index's study id: a peer's UID never becomes part of a path.
+        out = contained_path(
+            self.settings.storage.results_dir, f"study-{job.study_id}/v{job.study_version}"
+        )
+        previous = [self._read_earlier_report(contained_path(data_dir, f)) for f in earlier_reports]
         report = write_anomaly_report(
             sources, scores, self.algorithm, job.study_version, [p for p in previous if p]
         )
@@ -133,7 +136,7 @@ class StudyAnalyser:
             )
         return tuple(
             ResultObjectRecord(
-                kind, ds.SOPInstanceUID, ds.SeriesInstanceUID, str(path.relative_to(data_dir))
+                kind, ds.SOPInstanceUID, ds.SeriesInstanceUID, str(path.relative_to(data_dir.resolve()))
             )
             for kind, ds, path in objects
         )

@@ -17,6 +17,7 @@ from dicom_node.errors import DicomNodeError, InfrastructureError
 from dicom_node.index import Index
 from dicom_node.index.database import utcnow
 from dicom_node.index.records import DueExport
+from dicom_node.ingest.spool import contained_path
 from dicom_node.pipeline.retry import retry_decision
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class DeliveryStep:
     def _read_objects(self, export: DueExport) -> list[Dataset]:
         data_dir = self.settings.storage.data_dir
         try:
-            return [pydicom.dcmread(data_dir / f) for f in export.files]
+            return [pydicom.dcmread(contained_path(data_dir, f)) for f in export.files]
         except OSError as exc:
             raise InfrastructureError(
                 f"result objects of {export.study_uid!r} v{export.study_version} unreadable: {exc}"
