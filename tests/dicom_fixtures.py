@@ -64,3 +64,42 @@ def text_report(out: Path) -> Path:
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.save_as(out, enforce_file_format=True)
     return out
+
+
+def _uncompressed_copy(study_uid: str | None = None) -> Dataset:
+    ds = pydicom.dcmread(SMALL_SAMPLE)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    return ds
+
+
+def one_bit(out: Path) -> Path:
+    """The sample thresholded to a bit-packed 1-bit image (a valid layout, not a radiograph)."""
+    from pydicom.pixels import pack_bits
+
+    ds = _uncompressed_copy()
+    bits = (ds.pixel_array > 128).astype("uint8")
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 1, 0
+    ds.PixelData = pack_bits(bits)
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def two_frames(out: Path) -> Path:
+    """The sample twice, as a two-frame image."""
+    import numpy as np
+
+    ds = _uncompressed_copy()
+    ds.PixelData = np.stack([ds.pixel_array, ds.pixel_array]).tobytes()
+    ds.NumberOfFrames = 2
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def zero_window(out: Path) -> Path:
+    """The sample with a Window Width of 0 (invalid: at least 1 is required)."""
+    ds = _uncompressed_copy()
+    ds.WindowCenter, ds.WindowWidth = 128, 0
+    ds.save_as(out, enforce_file_format=True)
+    return out

@@ -85,3 +85,33 @@ def test_colour_image_is_refused():
     ds.PhotometricInterpretation = "RGB"
     with pytest.raises(ImageDecodeError, match="not grayscale"):
         unit_image_from_dataset(ds)
+
+
+@pytest.mark.parametrize(
+    "make,reason",
+    [
+        ("one_bit", "Bits Allocated 1"),
+        ("two_frames", "2 frames"),
+    ],
+)
+def test_layouts_the_model_cannot_judge_say_why(tmp_path, make, reason):
+    from tests import dicom_fixtures as fx
+
+    path = getattr(fx, make)(tmp_path / "x.dcm")
+    with pytest.raises(ImageDecodeError, match=reason):
+        read_unit_image(path)
+
+
+def test_a_thumbnail_is_too_small_to_judge():
+    ds = pydicom.dcmread(SAMPLES_DIR / "zhanglab_03_pneumonia.dcm")
+    ds.Rows = 32
+    with pytest.raises(ImageDecodeError, match="too small to judge"):
+        unit_image_from_dataset(ds)
+
+
+def test_a_window_of_width_zero_is_ignored_not_an_error(tmp_path):
+    from tests import dicom_fixtures as fx
+
+    windowed = read_unit_image(fx.zero_window(tmp_path / "w.dcm"))
+    plain = read_unit_image(SAMPLES_DIR / "zhanglab_03_pneumonia.dcm")
+    np.testing.assert_allclose(windowed, plain)

@@ -132,3 +132,23 @@ def test_missing_spool_file_is_retried_and_alarmed_not_blamed_on_the_study(
     assert wait_for(lambda: pacs.reports_for(study) == 1, timeout=60)
     assert node.counts("jobs") == {"done": 1}
     assert all(h.failures == 0 for h in node.running.health())
+
+
+def test_layouts_the_model_cannot_judge_end_not_scored_at_once(make_node, pacs, tmp_path):
+    from tests import dicom_fixtures as fx
+
+    node = make_node(worker=FAST_WORKER, destinations=destination(pacs.port))
+    sent = {
+        "Bits Allocated 1": fx.one_bit(tmp_path / "1bit.dcm"),
+        "2 frames": fx.two_frames(tmp_path / "2frames.dcm"),
+    }
+    for path in sent.values():
+        assert storescu(node.port, path).returncode == 0
+    zero = pydicom.dcmread(fx.zero_window(tmp_path / "w0.dcm")).StudyInstanceUID
+    assert storescu(node.port, tmp_path / "w0.dcm").returncode == 0
+    assert wait_for(lambda: node.counts("studies") == {"not_scored": 2, "scored": 1}, 60)
+    reasons = " | ".join(s.reason for s in node.index.views.studies())
+    assert "2 frames; the model judges single-frame radiographs only" in reasons
+    assert "Bits Allocated 1; the model judges 8- and 16-bit radiographs" in reasons
+    assert "retried" not in node.log_text()  # decided at the first attempt
+    assert wait_for(lambda: pacs.reports_for(zero) == 1, timeout=30)  # width 0: window ignored

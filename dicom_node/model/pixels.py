@@ -13,15 +13,17 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from dicom_node.errors import ImageDecodeError
 
 MAX_PIXELS = 64_000_000  # a side of 8000: anything larger is a malformed header, not an X-ray
+MIN_SIDE = 64  # pixels: smaller is a thumbnail or an icon, not a radiograph the model can judge
 
 
 def read_unit_image(path: str | Path) -> np.ndarray:
-    """Read a DICOM file and return its first frame as float32 (rows, columns) in [0, 1]."""
+    """Read a DICOM file and return its image as float32 (rows, columns) in [0, 1]."""
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:  # pydicom raises many types for damaged files
@@ -41,22 +43,37 @@ def unit_image_from_dataset(ds: Dataset, source: str = "dataset") -> np.ndarray:
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     if not 0 < rows * cols <= MAX_PIXELS:
         raise ImageDecodeError(f"{source}: impossible image size {rows} x {cols}")
+    if min(rows, cols) < MIN_SIDE:
+        raise ImageDecodeError(
+            f"{source}: {rows} x {cols} pixels is too small to judge (at least {MIN_SIDE})"
+        )
+    allocated = int(ds.get("BitsAllocated", 0))
+    if allocated not in (8, 16):
+        raise ImageDecodeError(
+            f"{source}: Bits Allocated {allocated}; the model judges 8- and 16-bit radiographs"
+        )
     bits = int(ds.get("BitsStored", 0))
-    if not 1 <= bits <= 16:
-        raise ImageDecodeError(f"{source}: Bits Stored {bits} outside 1..16")
+    if not 1 <= bits <= allocated:
+        raise ImageDecodeError(f"{source}: Bits Stored {bits} outside 1..{allocated}")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        raise ImageDecodeError(
+            f"{source}: {frames} frames; the model judges single-frame radiographs only"
+        )
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         pixels = ds.pixel_array
     except Exception as exc:
         name = syntax.name if syntax is not None else "unknown transfer syntax"
         raise ImageDecodeError(f"{source}: cannot decode pixel data ({name}): {exc}") from exc
-    if pixels.ndim == 3:  # multi-frame: the first frame stands for the image
-        pixels = pixels[0]
     if pixels.shape != (rows, cols):
         raise ImageDecodeError(f"{source}: decoded shape {pixels.shape} != {rows} x {cols}")
-    values = apply_modality_lut(pixels, ds)
-    if "VOILUTSequence" in ds or "WindowCenter" in ds:
-        values = apply_voi_lut(values, ds, index=0)
+    try:
+        values = apply_modality_lut(pixels, ds)
+        if has_usable_window(ds):
+            values = apply_voi_lut(values, ds, index=0)
+    except Exception as exc:  # a LUT the header describes but the data do not fit
+        raise ImageDecodeError(f"{source}: cannot apply its LUTs: {exc}") from exc
     values = np.asarray(values, dtype=np.float32)
     low, high = float(values.min()), float(values.max())
     if not np.isfinite(low + high) or high <= low:
@@ -65,3 +82,18 @@ def unit_image_from_dataset(ds: Dataset, source: str = "dataset") -> np.ndarray:
     if photometric == "MONOCHROME1":
         unit = 1.0 - unit
     return unit
+
+
+def has_usable_window(ds: Dataset) -> bool:
+    """A VOI LUT, or a window whose width is at least 1 (PS3.3 C.11.2.1.2). A window of width
+    0 or less is ignored: the image is then stretched to its own range, as without one."""
+    if "VOILUTSequence" in ds:
+        return True
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return False
+    width = ds.WindowWidth
+    first = width[0] if isinstance(width, MultiValue) else width
+    try:
+        return float(first) >= 1
+    except (TypeError, ValueError):
+        return False
