@@ -108,6 +108,12 @@ class NodeSettings:
 class StorageSettings:
     data_dir: Path = Path("var")
     database_url: str | None = None  # None = SQLite file in data_dir
+    min_free_bytes: int = 1_000_000_000  # below this, C-STORE answers 0xA700 (retry later)
+
+    def check(self) -> str | None:
+        if self.min_free_bytes < 0:
+            return f"min_free_bytes must be 0 or more, got {self.min_free_bytes}"
+        return None
 
     @property
     def effective_database_url(self) -> str:

@@ -155,3 +155,15 @@ def test_identical_bytes_of_an_older_version_add_nothing(node, tmp_path):
     for path in (a, tmp_path / "b.dcm", a, tmp_path / "b.dcm"):
         assert storescu(node.port, path).returncode == 0
     assert [r.version for r in node.index.views.instances()] == [1, 2]
+
+
+def test_below_min_free_bytes_the_sender_is_told_to_retry_and_status_says_why(make_node, tmp_path):
+    from dicom_node.app.cli import main
+
+    node = make_node(storage={"min_free_bytes": 10**18})  # more than any disk has free
+    result = storescu(node.port, fx.with_new_uids(fx.SMALL_SAMPLE, tmp_path / "a.dcm"))
+    assert "Received Store Response (Refused: OutOfResources)" in result.stderr, result.stderr
+    assert "disk nearly full" in node.log_text()
+    assert node.status().instances == 0
+    assert not list((node.data_dir / "spool").rglob("*.dcm"))
+    assert main(["status", "--config", str(node.config)]) == 1  # and prints "disk: ... LOW"

@@ -62,22 +62,32 @@ def cmd_worklist(args) -> int:
 
 
 def cmd_status(args) -> int:
-    """Exit status 1 when a loop is unhealthy, so that monitoring can call it."""
+    """Exit status 1 when a loop is unhealthy or the disk is low, so that monitoring can call
+    it; 2 when the index cannot be read."""
     from dicom_node.index import Index
     from dicom_node.index.database import utcnow
+    from dicom_node.ingest.store import free_bytes
 
-    index = Index(_settings(args).storage.effective_database_url, upgrade=False)
+    settings = _settings(args)
+    index = Index(settings.storage.effective_database_url, upgrade=False)
     try:
         status = index.views.status()
     finally:
         index.close()
     now = utcnow()
     report = status.to_json(now)
-    unhealthy = [h for h in status.loops if h.problem(now)]
+    free, needed = free_bytes(settings.storage.data_dir), settings.storage.min_free_bytes
+    report["disk"] = {"free_bytes": free, "min_free_bytes": needed, "low": free < needed}
+    unhealthy = [h for h in status.loops if h.problem(now)] or report["disk"]["low"]
     if args.json:
         print(json.dumps(report, indent=1, sort_keys=True))
         return 1 if unhealthy else 0
     print(f"instances: {report['instances']}")
+    print(
+        f"disk:      {free / 1e9:.1f} GB free in {settings.storage.data_dir} "
+        f"(min_free_bytes {needed / 1e9:.1f} GB): "
+        + ("LOW: C-STORE answers 0xA700" if free < needed else "ok")
+    )
     for name in ("studies", "jobs", "exports"):
         counts = ", ".join(f"{k} {v}" for k, v in report[name].items()) or "none"
         print(f"{name + ':':<11}{counts}")

@@ -135,7 +135,7 @@ class RunningNode:
         if settings.worker.enabled:
             loops += worker_loops(settings, self.index, self.owner)
         self.loops = LoopRunner(loops)
-        store = InstanceStore(self.index.catalog, spool)
+        store = InstanceStore(self.index.catalog, spool, settings.storage.min_free_bytes)
         self.scp = start_scp(settings.node, store, reuse_port=settings.node.processes > 1)
 
     def health(self) -> list[LoopHealth]:
@@ -175,7 +175,9 @@ def _scp_process(settings: Settings) -> None:
     configure_logging(verbose=False)
     stop = wait_for_stop_signal()
     index = open_index(settings)
-    store = InstanceStore(index.catalog, Spool(settings.storage.spool_dir))
+    store = InstanceStore(
+        index.catalog, Spool(settings.storage.spool_dir), settings.storage.min_free_bytes
+    )
     scp = start_scp(settings.node, store, reuse_port=True)
     stop.wait()
     scp.stop()

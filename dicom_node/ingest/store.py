@@ -7,9 +7,11 @@ status to answer and the reason.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -45,9 +47,10 @@ class StoreResult:
 
 
 class InstanceStore:
-    def __init__(self, catalog: Catalog, spool: Spool) -> None:
+    def __init__(self, catalog: Catalog, spool: Spool, min_free_bytes: int = 0) -> None:
         self.catalog = catalog
         self.spool = spool
+        self.min_free_bytes = min_free_bytes
         self._versions = threading.Lock()  # one writer decides the version of a SOP Instance UID
 
     def store(
@@ -63,6 +66,12 @@ class InstanceStore:
         """
         syntax = UID(transfer_syntax)
         try:
+            free = free_bytes(self.spool.root)
+            if free < self.min_free_bytes + len(encoded):
+                return StoreResult(
+                    StoreStatus.OUT_OF_RESOURCES,
+                    f"disk nearly full: {free} bytes free, min_free_bytes is {self.min_free_bytes}",
+                )
             ds = _checked_dataset(encoded, syntax, announced_uid)
             outcome = self._keep(encoded, ds, syntax, peer)
         except RejectedInstance as exc:
@@ -118,6 +127,10 @@ class InstanceStore:
             )
             return Outcome.NEW_VERSION
         return Outcome.STORED
+
+
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
 
 
 def _checked_dataset(encoded: bytes, syntax: UID, announced_uid: str | None) -> Dataset:

@@ -136,7 +136,10 @@ class StudyAnalyser:
             )
         return tuple(
             ResultObjectRecord(
-                kind, ds.SOPInstanceUID, ds.SeriesInstanceUID, str(path.relative_to(data_dir.resolve()))
+                kind,
+                ds.SOPInstanceUID,
+                ds.SeriesInstanceUID,
+                str(path.relative_to(data_dir.resolve())),
             )
             for kind, ds, path in objects
         )
