@@ -103,3 +103,36 @@ def zero_window(out: Path) -> Path:
     ds.WindowCenter, ds.WindowWidth = 128, 0
     ds.save_as(out, enforce_file_format=True)
     return out
+
+
+TYPE_2_ATTRIBUTES = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+
+
+def named(out: Path, charset: str | list[str], name: str) -> Path:
+    """A new one-image study whose patient name is `name` in the character set `charset`."""
+    ds = _uncompressed_copy()
+    ds.PatientID = f"NAMED{ds.StudyInstanceUID[-8:]}"  # a patient of its own
+    ds.SpecificCharacterSet = charset
+    ds.PatientName = name
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def without_type_2(out: Path) -> Path:
+    """A new one-image study with every Type 2 patient and study attribute absent."""
+    ds = _uncompressed_copy()
+    for keyword in TYPE_2_ATTRIBUTES:
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.save_as(out, enforce_file_format=True)
+    return out

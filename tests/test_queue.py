@@ -33,6 +33,7 @@ def received(i: int, study: int | None = None, body_part: str = "CHEST") -> Rece
     s = i if study is None else study
     return ReceivedInstance(
         patient_id=f"P{s}",
+        patient_name=f"Doe^Patient {s}",
         study_uid=f"1.2.3.{s}",
         series_uid=f"1.2.3.{s}.1",
         sop_instance_uid=f"1.2.3.{s}.1.{i}",
@@ -80,6 +81,7 @@ def test_concurrent_workers_never_take_the_same_job(index):
         while (job := index.queue.claim_next_job(name, lease_s=300)) is not None:
             with lock:
                 claimed.append((name, job.id))
+            time.sleep(0.005)  # a little work, so that the others get their turn
 
     threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
     for t in threads:

@@ -122,3 +122,35 @@ def test_late_image_makes_a_new_result_version_that_replaces_the_old(make_node, 
     assert replaced.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == old.SOPInstanceUID
     assert len(measurement_values(new)["Anomaly score"]) == 2  # both images of version 2
     assert sum("Secondary" in kind for _, kind, _ in pacs.received) == 3  # 1 + 2
+
+
+NAMES = {  # PS3.5 Annex H (Japanese), and two European names
+    "iso2022_ir87": (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう"),
+    "utf8": ("ISO_IR 192", "Müller^Jürgen=山田^太郎"),
+    "latin1": ("ISO_IR 100", "Müller^Jürgen"),
+}
+
+
+@pytest.mark.integration
+def test_any_character_set_and_absent_type_2_attributes_get_their_report(make_node, pacs, tmp_path):
+    from tests import dicom_fixtures as fx
+    from tests.nodes import FAST_WORKER, destination
+
+    node = make_node(worker=FAST_WORKER, destinations=destination(pacs.port))
+    files = {key: fx.named(tmp_path / f"{key}.dcm", *value) for key, value in NAMES.items()}
+    files["no type 2"] = fx.without_type_2(tmp_path / "bare.dcm")
+    studies = {key: pydicom.dcmread(path).StudyInstanceUID for key, path in files.items()}
+    for path in files.values():
+        assert storescu(node.port, path).returncode == 0
+    assert wait_for(lambda: all(pacs.reports_for(s) == 1 for s in studies.values()), 60), (
+        node.log_text()[-2000:]
+    )
+    for key, study in studies.items():
+        (sr_path,) = [p for s, kind, p in pacs.received if s == study and "SR" in kind]
+        assert dciodvfy_errors(sr_path) == [], key
+        expected = NAMES[key][1] if key in NAMES else ""
+        assert str(pydicom.dcmread(sr_path).PatientName) == expected, key
+    names = {row.study_uid: row.patient_name for row in node.index.views.worklist()}
+    assert {key: names[study] for key, study in studies.items()} == {
+        key: NAMES[key][1] if key in NAMES else "" for key in studies
+    }

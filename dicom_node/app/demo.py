@@ -102,11 +102,12 @@ def run_demo(base: Settings, timeout_s: float = 300) -> int:
 def print_worklist(rows: list[WorklistRow]) -> None:
     print(
         f"{'priority':<9}{'score':>7}{'pctl':>6}  "
-        f"{'accession':<12}{'patient':<12}{'date':<10}delivered to"
+        f"{'accession':<12}{'patient':<26}{'date':<10}delivered to"
     )
     for r in rows:
         sent = ", ".join(f"{k}: {v}" for k, v in r.deliveries.items()) or "no destination"
+        patient = f"{r.patient_name.replace('^', ' ')} ({r.patient_id})"
         print(
             f"{r.priority.value:<9}{r.score:>7.2f}{r.percentile:>6.0f}  "
-            f"{r.accession_number:<12}{r.patient_id:<12}{r.study_date:<10}{sent}"
+            f"{r.accession_number:<12}{patient:<26.26}{r.study_date:<10}{sent}"
         )

@@ -61,9 +61,11 @@ class Catalog:
         with self.db.session() as s:
             patient = s.scalars(select(Patient).where(Patient.patient_id == rec.patient_id)).first()
             if patient is None:
-                patient = Patient(patient_id=rec.patient_id)
+                patient = Patient(patient_id=rec.patient_id, name=rec.patient_name)
                 s.add(patient)
                 s.flush()
+            elif rec.patient_name and patient.name != rec.patient_name:
+                patient.name = rec.patient_name  # a corrected name: the latest one stands
             study = s.scalars(
                 select(Study).where(Study.study_uid == rec.study_uid).with_for_update()
             ).first()

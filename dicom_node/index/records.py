@@ -22,6 +22,7 @@ class ReceivedInstance:
     """What ingest knows about one stored file, ready to be indexed."""
 
     patient_id: str
+    patient_name: str  # decoded, "=" between its groups
     study_uid: str
     series_uid: str
     sop_instance_uid: str
@@ -132,6 +133,7 @@ class WorklistRow:
     study_uid: str
     accession_number: str
     patient_id: str
+    patient_name: str
     study_date: str
     version: int
     state: StudyState
@@ -145,6 +147,7 @@ class WorklistRow:
             "study_uid": self.study_uid,
             "accession_number": self.accession_number,
             "patient_id": self.patient_id,
+            "patient_name": self.patient_name,
             "study_date": self.study_date,
             "version": self.version,
             "state": self.state.value,

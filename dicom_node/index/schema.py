@@ -77,6 +77,7 @@ class Patient(Base):
     __tablename__ = "patient"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")  # decoded; the latest received
 
 
 class Study(Base):

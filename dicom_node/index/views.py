@@ -49,7 +49,7 @@ class Views:
         """Scored studies, in reading order, with where their results went."""
         with self.db.session() as s:
             rows = s.execute(
-                select(Study, Patient.patient_id)
+                select(Study, Patient.patient_id, Patient.name)
                 .join(Patient, Patient.id == Study.patient_id)
                 .where(Study.max_score.is_not(None))
                 .order_by(*worklist_order())
@@ -63,6 +63,7 @@ class Views:
                     study_uid=st.study_uid,
                     accession_number=st.accession_number,
                     patient_id=pid,
+                    patient_name=name,
                     study_date=st.study_date,
                     version=st.version,
                     state=st.state,
@@ -71,7 +72,7 @@ class Views:
                     percentile=st.max_percentile,
                     deliveries=sent.get((st.id, st.version), {}),
                 )
-                for st, pid in rows
+                for st, pid, name in rows
             ]
 
     def status(self) -> IndexStatus:

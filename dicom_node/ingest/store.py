@@ -25,6 +25,7 @@ from dicom_node.index.records import ReceivedInstance
 from dicom_node.ingest.spool import Spool
 
 log = logging.getLogger(__name__)
+MAX_NAME = 200  # characters of a patient name kept in the index
 
 
 class Outcome(str, Enum):
@@ -90,6 +91,7 @@ class InstanceStore:
         spooled = self.spool.write_temp([header, encoded])
         rec = ReceivedInstance(
             patient_id=str(ds.get("PatientID", "") or ""),
+            patient_name=str(ds.get("PatientName", "") or "")[:MAX_NAME],
             study_uid=ds.StudyInstanceUID,
             series_uid=ds.SeriesInstanceUID,
             sop_instance_uid=ds.SOPInstanceUID,

@@ -29,6 +29,7 @@ from dicom_node.model.pixels import unit_image_from_dataset
 from dicom_node.model.scores import ImageScore
 from dicom_node.results.difference_map import render_difference_overlay, write_difference_map
 from dicom_node.results.report import Algorithm, write_anomaly_report
+from dicom_node.results.sources import header_for_results
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,9 @@ class StudyAnalyser:
         size, batch = self.model.image_size, self.settings.worker.batch_size
         x = torch.cat([to_model_input(u, size) for u in units])
         scores = [s for i in range(0, len(x), batch) for s in self.model.score(x[i : i + batch])]
-        objects = self._write_results(job, sources, units, scores, earlier_reports)
+        headers = [header_for_results(ds) for ds in sources]
+        del sources  # the pixels are in `units` now
+        objects = self._write_results(job, headers, units, scores, earlier_reports)
         return ScoredStudy(
             images=tuple(
                 ImageScoreRecord(inst.id, s.score, s.percentile, s.abnormal, s.statistics)
