@@ -172,11 +172,12 @@ def test_index_of_release_0_1_0_is_upgraded_in_place_and_keeps_working(index_url
         }
         # The pending export still sends its objects, now found through result-object rows.
         due = index.outbox.claim_due_export(lease_s=60)
-        assert due.destination == "archive" and due.files == (
+        files = tuple(f for _, f in due.objects)
+        assert due.destination == "archive" and files == (
             f"results/{row.study_uid}/v1/sr.dcm",
             f"results/{row.study_uid}/v1/sc_001.dcm",
         )
-        assert index.outbox.earlier_reports(1, before_version=2) == [due.files[0]]
+        assert index.outbox.earlier_reports(1, before_version=2) == [files[0]]
         # The queued study of 0.1.0 is scored by this release.
         job = index.queue.claim_next_job("w", 60)
         assert index.queue.finish_scored(job, "w", scored(index, job, 0.1, Priority.ROUTINE))

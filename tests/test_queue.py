@@ -129,7 +129,7 @@ def test_scored_job_records_results_objects_and_one_export_per_destination(index
     first = index.outbox.claim_due_export(lease_s=60)
     second = index.outbox.claim_due_export(lease_s=60)
     assert {first.destination, second.destination} == {"pacs", "archive"}
-    assert first.files == (f"r/{job.id}/sr.dcm", "sc.dcm")  # the SR first
+    assert [f for _, f in first.objects] == [f"r/{job.id}/sr.dcm", "sc.dcm"]  # the SR first
     assert index.outbox.claim_due_export(lease_s=60) is None  # both are out
     index.outbox.export_sent(first.id)
     index.outbox.export_failed(second.id, "refused", None)
@@ -138,3 +138,16 @@ def test_scored_job_records_results_objects_and_one_export_per_destination(index
     assert row.deliveries == {first.destination: "sent", second.destination: "dead (refused)"}
     assert index.outbox.earlier_reports(job.study_id, before_version=2) == [f"r/{job.id}/sr.dcm"]
     assert index.outbox.earlier_reports(job.study_id, before_version=1) == []
+
+
+def test_a_retried_export_sends_only_the_objects_not_yet_acknowledged(index):
+    queue_studies(index, 1)
+    job = index.queue.claim_next_job("w", lease_s=60)
+    index.queue.finish_scored(job, "w", scored(index, job, 2.0, Priority.URGENT))
+    due = index.outbox.claim_due_export(lease_s=60)
+    (report, _), (difference_map, sc_file) = due.objects
+    index.outbox.object_delivered(due.id, report)  # the PACS stored the SR, then failed
+    index.outbox.export_failed(due.id, "0xA700", retry_at=utcnow())
+    again = [e for e in iter(lambda: index.outbox.claim_due_export(60), None)]
+    (retry,) = [e for e in again if e.id == due.id]
+    assert retry.objects == ((difference_map, sc_file),)

@@ -152,3 +152,29 @@ def test_layouts_the_model_cannot_judge_end_not_scored_at_once(make_node, pacs, 
     assert "Bits Allocated 1; the model judges 8- and 16-bit radiographs" in reasons
     assert "retried" not in node.log_text()  # decided at the first attempt
     assert wait_for(lambda: pacs.reports_for(zero) == 1, timeout=30)  # width 0: window ignored
+
+
+class BusyOnceForImagesPacs(ReceivingPacs):
+    """Stores the SR, answers 0xA700 (out of resources) to the first Secondary Capture."""
+
+    busy = True
+
+    def _store(self, event) -> int:
+        if event.request.AffectedSOPClassUID != SR_CLASS and self.busy:
+            self.busy = False
+            return 0xA700
+        return super()._store(event)
+
+
+def test_a_partial_export_does_not_resend_acknowledged_objects(make_node, tmp_path):
+    pacs = BusyOnceForImagesPacs(tmp_path / "pacs")
+    node = make_node(worker=FAST_WORKER, destinations=destination(pacs.port))
+    try:
+        study = send_study(node.port, tmp_path)
+        assert wait_for(lambda: node.counts("exports").get("sent") == 1, timeout=60)
+        kinds = sorted(kind for s, kind, _ in pacs.received if s == study)
+        assert kinds == ["Comprehensive 3D SR Storage", "Secondary Capture Image Storage"]
+        (export,) = node.index.views.exports()
+        assert export.attempts == 2
+    finally:
+        pacs.stop()

@@ -9,7 +9,14 @@ from sqlalchemy import select
 
 from dicom_node.index.database import Database, utcnow
 from dicom_node.index.records import DueExport
-from dicom_node.index.schema import Export, ExportState, ResultKind, ResultObject, Study
+from dicom_node.index.schema import (
+    DeliveredObject,
+    Export,
+    ExportState,
+    ResultKind,
+    ResultObject,
+    Study,
+)
 
 
 class Outbox:
@@ -31,11 +38,15 @@ class Outbox:
                 return None
             exp.attempts += 1
             exp.next_attempt_at = now + dt.timedelta(seconds=lease_s)
-            files = s.scalars(
-                select(ResultObject.file)
+            delivered = select(DeliveredObject.result_object_id).where(
+                DeliveredObject.export_id == exp.id
+            )
+            objects = s.execute(
+                select(ResultObject.id, ResultObject.file)
                 .where(
                     ResultObject.study_id == exp.study_id,
                     ResultObject.study_version == exp.study_version,
+                    ResultObject.id.not_in(delivered),
                 )
                 .order_by(ResultObject.kind.desc(), ResultObject.id)  # "sr" before "sc"
             )
@@ -46,7 +57,16 @@ class Outbox:
                 study_version=exp.study_version,
                 destination=exp.destination,
                 attempts=exp.attempts,
-                files=tuple(files),
+                objects=tuple((object_id, file) for object_id, file in objects),
+            )
+
+    def object_delivered(self, export_id: int, result_object_id: int) -> None:
+        """The destination acknowledged one object: a retry will not send it again."""
+        with self.db.session() as s:
+            s.add(
+                DeliveredObject(
+                    export_id=export_id, result_object_id=result_object_id, sent_at=utcnow()
+                )
             )
 
     def export_sent(self, export_id: int) -> None:

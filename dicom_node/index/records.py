@@ -114,7 +114,8 @@ class DueExport:
     study_version: int
     destination: str
     attempts: int
-    files: tuple[str, ...]  # relative to data_dir, the SR first
+    objects: tuple[tuple[int, str], ...]  # (result object id, file relative to data_dir) not
+    # yet acknowledged by the destination, the SR first
 
 
 @dataclass(frozen=True)

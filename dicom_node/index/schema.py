@@ -193,6 +193,17 @@ class Export(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+class DeliveredObject(Base):
+    """One result object the destination of an export acknowledged."""
+
+    __tablename__ = "delivered_object"
+    __table_args__ = (UniqueConstraint("export_id", "result_object_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    export_id: Mapped[int] = mapped_column(ForeignKey("export.id"), index=True)
+    result_object_id: Mapped[int] = mapped_column(ForeignKey("result_object.id"))
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
 class LoopHeartbeat(Base):
     """The last word of one supervised loop of one process: what `status` reports."""
 

@@ -5,7 +5,7 @@ destination's answer. Needs no model."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -37,9 +37,14 @@ def is_permanent_refusal(status: int) -> bool:
     return status not in SUCCESS_STATUSES and not 0xA700 <= status <= 0xA7FF
 
 
-def send_objects(destination: Destination, datasets: Sequence[Dataset], calling_ae: str) -> None:
-    """Store every dataset at the destination, or raise ExportError saying why and whether a
-    later attempt can help."""
+def send_objects(
+    destination: Destination,
+    datasets: Sequence[Dataset],
+    calling_ae: str,
+    acknowledged: Callable[[int], None],
+) -> None:
+    """Store every dataset at the destination, calling `acknowledged(i)` as soon as the i-th
+    is stored; or raise ExportError saying why and whether a later attempt can help."""
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     for sop_class in {ds.SOPClassUID for ds in datasets}:
@@ -52,7 +57,7 @@ def send_objects(destination: Destination, datasets: Sequence[Dataset], calling_
             permanent=False,
         )
     try:
-        for ds in datasets:
+        for i, ds in enumerate(datasets):
             if not any(cx.abstract_syntax == ds.SOPClassUID for cx in assoc.accepted_contexts):
                 raise ExportError(
                     f"{destination.name}: does not accept SOP class {ds.SOPClassUID.name}",
@@ -67,6 +72,7 @@ def send_objects(destination: Destination, datasets: Sequence[Dataset], calling_
                     f"{destination.name}: C-STORE of {ds.SOPClassUID.name} answered 0x{code:04X}",
                     permanent=is_permanent_refusal(code),
                 )
+            acknowledged(i)
     finally:
         assoc.release()
     log.info("sent %d object(s) to %s", len(datasets), destination.name)
@@ -89,7 +95,13 @@ class DeliveryStep:
                 raise ExportError(
                     f"destination {export.destination!r} is no longer configured", permanent=True
                 )
-            send_objects(destination, self._read_objects(export), self.settings.node.ae_title)
+            ids = [object_id for object_id, _ in export.objects]
+            send_objects(
+                destination,
+                self._read_objects(export),
+                self.settings.node.ae_title,
+                lambda i: self.index.outbox.object_delivered(export.id, ids[i]),
+            )
         except ExportError as exc:
             self._failed(export, str(exc), permanent=exc.permanent)
             return True
@@ -102,7 +114,7 @@ class DeliveryStep:
     def _read_objects(self, export: DueExport) -> list[Dataset]:
         data_dir = self.settings.storage.data_dir
         try:
-            return [pydicom.dcmread(contained_path(data_dir, f)) for f in export.files]
+            return [pydicom.dcmread(contained_path(data_dir, f)) for _, f in export.objects]
         except OSError as exc:
             raise InfrastructureError(
                 f"result objects of {export.study_uid!r} v{export.study_version} unreadable: {exc}"
