@@ -136,3 +136,17 @@ def without_type_2(out: Path) -> Path:
             delattr(ds, keyword)
     ds.save_as(out, enforce_file_format=True)
     return out
+
+
+def large_16bit(out: Path, side: int = 4000) -> Path:
+    """The sample enlarged to a side x side 16-bit DX (12 bits stored), uncompressed."""
+    import numpy as np
+    from PIL import Image
+
+    ds = _uncompressed_copy()
+    picture = Image.fromarray(ds.pixel_array.astype(np.float32) * 16).resize((side, side))
+    ds.PixelData = np.asarray(picture).clip(0, 4095).astype(np.uint16).tobytes()
+    ds.Rows = ds.Columns = side
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.save_as(out, enforce_file_format=True)
+    return out

@@ -27,7 +27,11 @@ from dicom_node.model.ensemble import AnomalyModel
 from dicom_node.model.inputs import to_model_input
 from dicom_node.model.pixels import unit_image_from_dataset
 from dicom_node.model.scores import ImageScore
-from dicom_node.results.difference_map import render_difference_overlay, write_difference_map
+from dicom_node.results.difference_map import (
+    fit_for_display,
+    render_difference_overlay,
+    write_difference_map,
+)
 from dicom_node.results.report import Algorithm, write_anomaly_report
 from dicom_node.results.sources import header_for_results
 
@@ -76,8 +80,8 @@ class StudyAnalyser:
         if not images:
             raise ImageDecodeError(f"study {job.study_uid}: no chest image left to score")
         sources = [self._read_source(inst) for inst in images]
-        units = [
-            unit_image_from_dataset(ds, source=f"instance {inst.sop_instance_uid}")
+        units = [  # reduced at once: a 4000 x 4000 source costs no more than a 2048 one
+            fit_for_display(unit_image_from_dataset(ds, source=f"instance {inst.sop_instance_uid}"))
             for ds, inst in zip(sources, images)
         ]
         size, batch = self.model.image_size, self.settings.worker.batch_size

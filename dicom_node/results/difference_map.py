@@ -15,23 +15,38 @@ from dicom_node.model.scores import ImageScore
 from dicom_node.results.report import MANUFACTURER, NOT_FOR_DIAGNOSIS, result_uid
 
 SC_SERIES_NUMBER = 9902
+DISPLAY_SIDE = 2048  # pixels: the longest side of a difference map; larger sources are reduced
+INFERNO = (colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
+
+
+def fit_for_display(unit_image: np.ndarray, longest: int = DISPLAY_SIDE) -> np.ndarray:
+    """The [0, 1] image reduced (area-averaged) so its longest side is at most `longest`."""
+    h, w = unit_image.shape
+    factor = longest / max(h, w)
+    if factor >= 1:
+        return unit_image
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    picture = Image.fromarray(unit_image.astype(np.float32, copy=False), mode="F")
+    return np.asarray(picture.resize(size, Image.BOX), dtype=np.float32)
 
 
 def render_difference_overlay(
     unit_image: np.ndarray, score: ImageScore, threshold: float
 ) -> np.ndarray:
-    """RGB uint8: the image in grey, |x - G(E(x))| as a colour overlay, a legend and the score."""
+    """RGB uint8: the image in grey, |x - G(E(x))| as a colour overlay, a legend and the score.
+
+    Works in float32 and a 256-entry colour table: a few times the image's size in memory.
+    """
     h, w = unit_image.shape
     diff = np.asarray(
         Image.fromarray(score.difference_map.astype(np.float32)).resize((w, h), Image.BILINEAR)
     )
     scale = max(float(np.percentile(diff, 99.5)), 1e-6)
-    heat = np.clip(diff / scale, 0, 1)
-    colours = colormaps["inferno"](heat)[..., :3]
-    alpha = 0.55 * heat[..., None]
-    grey = np.repeat(unit_image[..., None], 3, axis=2)
-    rgb = ((1 - alpha) * grey + alpha * colours) * 255
-    image = Image.fromarray(rgb.round().astype(np.uint8))
+    heat = np.clip(diff / scale, 0, 1, dtype=np.float32)
+    colours = INFERNO[(heat * 255).astype(np.uint8)]  # (h, w, 3) in 0..255
+    alpha = (0.55 * heat)[..., None]
+    rgb = (1 - alpha) * (unit_image[..., None] * np.float32(255)) + alpha * colours
+    image = Image.fromarray(np.clip(rgb.round(), 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     size = max(12, h // 40)
     font = ImageFont.load_default(size=size)
