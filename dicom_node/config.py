@@ -1,22 +1,14 @@
-"""YAML configuration loaded once into typed, validated settings.
+"""Typed, validated settings of the node (read from YAML by `dicom_node.config_file`).
 
 Every key has a documented default (see config/node.yaml), so a three-line file is a valid
-configuration. Paths are relative to the configuration file. A missing file, unknown key, wrong
-type or impossible value raises `ConfigError` naming the file, the key and the reason.
+configuration. Each section's `check` says what is impossible about its values.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
-
-from dicom_node.errors import ConfigError
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "alpha-gan-zhanglab"
 
@@ -231,71 +223,3 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     destinations: tuple[Destination, ...] = ()
     source: Path | None = None  # the file these settings came from
-
-
-def load_settings(path: str | Path) -> Settings:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: configuration file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections")
-    base = path.resolve().parent
-    settings = _build(Settings, data, "", base, path)
-    storage = dataclasses.replace(settings.storage, data_dir=base / settings.storage.data_dir)
-    return dataclasses.replace(settings, storage=storage, source=path.resolve())
-
-
-def _build(cls: type, data: object, key: str, base: Path, file: Path):
-    where = key or "(top level)"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: {where}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{file}: {key + '.' if key else ''}{unknown[0]}: unknown key "
-            f"(known: {', '.join(fields)})"
-        )
-    values = {
-        name: _convert(hints[name], value, f"{key}.{name}" if key else name, base, file)
-        for name, value in data.items()
-    }
-    try:
-        obj = cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{file}: {where}: {exc}") from exc
-    check = getattr(obj, "check", None)
-    if check is not None and (problem := check()):
-        raise ConfigError(f"{file}: {where}: {problem}")
-    return obj
-
-
-def _convert(hint, value, key: str, base: Path, file: Path):
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (hint,) = [a for a in args if a is not type(None)]
-        return _convert(hint, value, key, base, file)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key, base, file)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(f"{file}: {key}: expected a list, got {type(value).__name__}")
-        return tuple(_convert(args[0], v, f"{key}[{i}]", base, file) for i, v in enumerate(value))
-    if hint is Path:
-        if not isinstance(value, str):
-            raise ConfigError(f"{file}: {key}: expected a path, got {value!r}")
-        return (base / value).resolve()
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (str, int, float, bool) and (
-        not isinstance(value, hint) or (hint is int and isinstance(value, bool))
-    ):
-        raise ConfigError(f"{file}: {key}: expected {hint.__name__}, got {value!r}")
-    return value

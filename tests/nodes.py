@@ -14,7 +14,7 @@ import pydicom
 import yaml
 
 from dicom_node.app.roles import RunningNode
-from dicom_node.config import load_settings
+from dicom_node.config_file import load_settings
 from dicom_node.index import Index
 from dicom_node.index.records import IndexStatus
 from dicom_node.samples import SAMPLES_DIR

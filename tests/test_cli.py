@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from dicom_node.app.cli import main
-from dicom_node.config import load_settings
+from dicom_node.config_file import load_settings
 from dicom_node.index import Index
 from dicom_node.index.database import utcnow
 from tests.nodes import write_config

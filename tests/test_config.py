@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dicom_node.app.cli import main
-from dicom_node.config import SHIPPED_MODEL, load_settings
+from dicom_node.config import SHIPPED_MODEL
+from dicom_node.config_file import load_settings
 from dicom_node.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,10 +16,11 @@ ALLOWED = {
     "model": {"model", "errors"},
     "results": {"results", "model", "__init__"},
     "pipeline": {"pipeline", "dicom", "index", "ingest", "model", "results", "config", "errors"},
-    "training": {"training", "model", "errors", "config"},
+    "training": {"training", "model", "errors", "config", "config_file"},
     "app": {
         "app",
         "config",
+        "config_file",
         "errors",
         "index",
         "ingest",

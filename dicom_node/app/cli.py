@@ -12,7 +12,8 @@ import json
 import sys
 
 from dicom_node.app.logs import configure_logging
-from dicom_node.config import Settings, load_settings
+from dicom_node.config import Settings
+from dicom_node.config_file import load_settings
 from dicom_node.errors import DicomNodeError
 
 DEFAULT_CONFIG = "config/node.yaml"

@@ -32,7 +32,7 @@ def _parse_weights(text: str, arch: Architecture) -> dict[str, float]:
 def _model_path(args) -> Path:
     if args.model:
         return Path(args.model)
-    from dicom_node.config import load_settings
+    from dicom_node.config_file import load_settings
 
     return load_settings(args.config).model.path
 
