@@ -92,6 +92,11 @@ def cmd_status(args) -> int:
     for name in ("studies", "jobs", "exports"):
         counts = ", ".join(f"{k} {v}" for k, v in report[name].items()) or "none"
         print(f"{name + ':':<11}{counts}")
+    retention = settings.storage.retention_days
+    print(
+        f"retention: files of {status.purged_studies} studies removed "
+        + (f"({retention:g} days after delivery)" if retention else "(retention_days: null, off)")
+    )
     for h in status.loops:
         problem = h.problem(now)
         print(f"loop {h.loop} ({h.owner}): {'UNHEALTHY: ' + problem if problem else 'ok'}")

@@ -100,7 +100,7 @@ def _loop(name, step, idle_s: float, settings: Settings, index: Index, owner: st
         name,
         step,
         idle_s=idle_s,
-        deadline_s=settings.worker.loop_deadline_s,
+        deadline_s=settings.worker.loop_deadline_s + idle_s,  # a cycle is due every idle_s
         heartbeats=index.heartbeats,
         owner=owner,
     )
@@ -132,6 +132,20 @@ class RunningNode:
             self.owner,
         )
         loops = [completion]
+        if settings.storage.retention_days is not None:
+            from dicom_node.pipeline.retention import RetentionStep
+
+            retention = RetentionStep(settings.storage, self.index)
+            loops.append(
+                _loop(
+                    "retention",
+                    retention,
+                    settings.storage.retention_check_s,
+                    settings,
+                    self.index,
+                    self.owner,
+                )
+            )
         if settings.worker.enabled:
             loops += worker_loops(settings, self.index, self.owner)
         self.loops = LoopRunner(loops)

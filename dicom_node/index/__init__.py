@@ -3,6 +3,7 @@
 - `catalog`: instances, studies and the study lifecycle (receiving -> queued / skipped);
 - `queue`: scoring jobs under leases; `outbox`: exports and the result objects they send;
 - `views`: typed read models (worklist, status) and the loops' heartbeats;
+- `retention`: finished studies whose files may go;
 - `database`: engine, sessions and the Alembic schema revision; `schema`: the tables.
 """
 
@@ -12,6 +13,7 @@ from dicom_node.index.catalog import Catalog
 from dicom_node.index.database import Database
 from dicom_node.index.outbox import Outbox
 from dicom_node.index.queue import JobQueue
+from dicom_node.index.retention import Retention
 from dicom_node.index.views import Heartbeats, Views
 
 
@@ -33,6 +35,7 @@ class Index:
         self.outbox = Outbox(self.db)
         self.views = Views(self.db)
         self.heartbeats = Heartbeats(self.db)
+        self.retention = Retention(self.db)
 
     def close(self) -> None:
         self.db.close()

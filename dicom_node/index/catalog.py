@@ -90,6 +90,7 @@ class Catalog:
                 )
                 study.state = StudyState.RECEIVING
                 study.completed_at = None
+                study.purged_at = None  # retention looks at the new version afresh
             study.last_received_at = now
             series = s.scalars(select(Series).where(Series.series_uid == rec.series_uid)).first()
             if series is None:
@@ -129,11 +130,11 @@ class Catalog:
             )
 
     def study_contents(self, study_id: int) -> list[InstanceRecord]:
-        """The newest version of each instance of the study."""
+        """The newest version of each instance of the study still on disk."""
         with self.db.session() as s:
             rows = s.scalars(
                 select(Instance)
-                .where(Instance.study_id == study_id)
+                .where(Instance.study_id == study_id, Instance.file != "")  # "": removed
                 .order_by(Instance.sop_instance_uid, Instance.version.desc())
             )
             newest: dict[str, InstanceRecord] = {}

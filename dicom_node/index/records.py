@@ -201,6 +201,7 @@ class IndexStatus:
     dead_letters: list[str]
     skipped_reasons: dict[str, str]  # study UID -> why it is not for this node
     loops: list[LoopHealth] = field(default_factory=list)
+    purged_studies: int = 0  # studies whose files retention removed
 
     def is_settled(self) -> bool:
         """Nothing left to do: no study receiving or queued, no export pending."""
@@ -220,4 +221,5 @@ class IndexStatus:
             "dead_letters": self.dead_letters,
             "skipped_reasons": self.skipped_reasons,
             "loops": [h.to_json(now) for h in self.loops],
+            "purged_studies": self.purged_studies,
         }

@@ -97,6 +97,8 @@ class Study(Base):
     max_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_percentile: Mapped[float | None] = mapped_column(Float, nullable=True)
     scored_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # Retention removed its spool and result files then; the rows keep the record.
+    purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Series(Base):

@@ -96,6 +96,9 @@ class Views:
                     select(Study.study_uid, Study.reason).where(Study.state == StudyState.SKIPPED)
                 ).all()
             )
+            purged = s.scalar(
+                select(func.count()).select_from(Study).where(Study.purged_at.is_not(None))
+            )
             loops = [
                 LoopHealth(
                     loop=h.loop,
@@ -107,7 +110,7 @@ class Views:
                 )
                 for h in s.scalars(select(LoopHeartbeat).order_by(LoopHeartbeat.loop))
             ]
-        return IndexStatus(instances, studies, jobs, exports, dead, skipped, loops)
+        return IndexStatus(instances, studies, jobs, exports, dead, skipped, loops, purged)
 
     def studies(self) -> list[StudyRecord]:
         with self.db.session() as s:
