@@ -82,6 +82,8 @@ class NodeSettings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     max_associations: int = 16
     max_associations_per_host: int = 8  # one host cannot take every slot; 0: no cap
+    acse_timeout_s: float = 30.0  # the A-ASSOCIATE-RQ must arrive whole within this
+    network_timeout_s: float = 60.0  # each later PDU within this of the one before
     processes: int = 1  # SCP processes sharing the port; more use more cores
 
     def check(self) -> str | None:
@@ -93,6 +95,8 @@ class NodeSettings:
             return "max_associations must be at least 1"
         if self.max_associations_per_host < 0:
             return "max_associations_per_host must be 0 (no cap) or more"
+        if self.acse_timeout_s <= 0 or self.network_timeout_s <= 0:
+            return "acse_timeout_s and network_timeout_s must be positive"
         return _check_ae_title(self.ae_title)
 
 

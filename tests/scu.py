@@ -74,3 +74,28 @@ def drop_mid_transfer(
         sock.send(tf.encode())
     sock.socket.close()  # no release, no abort: the peer just vanishes
     assoc.kill()
+
+
+def associate_rq_bytes(port: int, calling: str = "SLOWPEER") -> bytes:
+    """An encoded A-ASSOCIATE-RQ proposing Verification, for peers written by hand."""
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+    from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
+    from pynetdicom.presentation import build_context
+    from pynetdicom.sop_class import Verification
+    from pynetdicom.transport import AddressInformation
+
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+    primitive.calling_ae_title = calling
+    primitive.called_ae_title = "DICOM_NODE"
+    primitive.calling_presentation_address = AddressInformation("127.0.0.1", 0)
+    primitive.called_presentation_address = AddressInformation("127.0.0.1", port)
+    context = build_context(Verification)
+    context.context_id = 1
+    primitive.presentation_context_definition_list = [context]
+    length = MaximumLengthNotification()
+    length.maximum_length_received = 16382
+    primitive.user_information = [length]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    return pdu.encode()

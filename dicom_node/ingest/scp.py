@@ -1,17 +1,15 @@
 """The node's DIMSE front door: a pynetdicom SCP answering C-ECHO and C-STORE.
 
 The store handler stays thin: it hands the encoded dataset to the protocol-neutral
-`InstanceStore` and answers the status it returns. Peers are checked with public hooks only:
-the listening socket drops hosts that no `accept_from` rule admits before reading a byte
-(`verify_request`), and an A-ASSOCIATE-RQ whose calling AE title and host match no rule is
-rejected from the EVT_REQUESTED handler, as pynetdicom documents.
+`InstanceStore` and answers the status it returns. Connections are admitted and bounded by
+`connections.NodeServer` (hosts, per-host cap, PDU deadlines); an A-ASSOCIATE-RQ whose calling
+AE title and host match no rule is rejected from the EVT_REQUESTED handler, as pynetdicom
+documents.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-import socketserver
 import ssl
 import threading
 from dataclasses import dataclass
@@ -19,73 +17,17 @@ from dataclasses import dataclass
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
-from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import NodeSettings, PeerRule
 from dicom_node.dicom.terms import ACCEPTED_TRANSFER_SYNTAXES, StoreStatus
+from dicom_node.ingest.connections import ConnectionWatch, NodeServer, SharedPortServer
 from dicom_node.ingest.store import InstanceStore, Peer
 
 log = logging.getLogger(__name__)
 
+MAX_PDU_BYTES = 4 << 20  # large PDUs for speed, small enough for a per-PDU deadline to be fair
 # A-ASSOCIATE-RJ: rejected permanent, by the service user, calling AE title not recognised.
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
-
-
-class NodeServer(ThreadedAssociationServer):
-    """Admits a TCP connection only from a host some rule admits and below the per-host cap,
-    before a byte is read; disables Nagle on accepted sockets."""
-
-    peer_rules: tuple[PeerRule, ...] = ()
-    max_per_host: int = 0  # 0: no per-host cap
-
-    def __init__(self, *args, **kwargs) -> None:
-        self._open: dict[int, str] = {}  # id of an admitted socket -> its host
-        self._hosts_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def verify_request(self, request, client_address) -> bool:
-        host = client_address[0]
-        if self.peer_rules and not any(rule.allows_host(host) for rule in self.peer_rules):
-            log.warning("refusing connection from %s: not on accept_from", host)
-            return False
-        with self._hosts_lock:
-            open_here = sum(1 for h in self._open.values() if h == host)
-            if self.max_per_host and open_here >= self.max_per_host:
-                log.warning(
-                    "refusing connection from %s: %d connections already open from that host "
-                    "(max_associations_per_host)",
-                    host,
-                    open_here,
-                )
-                return False
-            self._open[id(request)] = host
-        return True
-
-    def shutdown_request(self, request) -> None:
-        with self._hosts_lock:
-            self._open.pop(id(request), None)
-        super().shutdown_request(request)
-
-    def shutdown(self) -> None:
-        """Stop serving and close the socket. (The base class also drops itself from the AE's
-        list of servers it started, which `make_server` servers are not on.)"""
-        socketserver.BaseServer.shutdown(self)
-        self.server_close()
-
-    def get_request(self):
-        sock, address = super().get_request()
-        # dcmtk-based peers (Orthanc included) stall 40 ms per image without it.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock, address
-
-
-class SharedPortServer(NodeServer):
-    """Sets SO_REUSEPORT so several node processes accept on one port (the kernel spreads
-    the connections): one Python process is CPU-bound at well under the link's speed."""
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
 
 
 def handle_store(event, store: InstanceStore) -> int:
@@ -111,6 +53,11 @@ def handle_store(event, store: InstanceStore) -> int:
             result.reason,
         )
     return result.status
+
+
+def note_pdu_received(event, watch: ConnectionWatch) -> None:
+    """EVT_PDU_RECV: a whole PDU came in; the connection's PDU deadline starts again."""
+    watch.pdu_received(event.assoc.dul.socket.socket)
 
 
 def check_calling_peer(event, rules: tuple[PeerRule, ...]) -> None:
@@ -170,18 +117,26 @@ def start_scp(settings: NodeSettings, store: InstanceStore, reuse_port: bool = F
     """Listen in a background thread; `reuse_port` lets sibling processes share the port."""
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
-    ae.maximum_pdu_size = 0  # unlimited: fewer, larger PDUs from peers
-    ae.network_timeout = 60
-    ae.dimse_timeout = 60
+    ae.maximum_pdu_size = MAX_PDU_BYTES
+    ae.acse_timeout = settings.acse_timeout_s
+    ae.network_timeout = settings.network_timeout_s
+    ae.dimse_timeout = settings.network_timeout_s
     ae.add_supported_context(Verification)
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
+    watch = ConnectionWatch(
+        settings.accept_from,
+        settings.max_associations_per_host,
+        settings.acse_timeout_s,
+        settings.network_timeout_s,
+    )
     handlers = [
         (evt.EVT_REQUESTED, check_calling_peer, [settings.accept_from]),
         (evt.EVT_REJECTED, log_rejection),
         (evt.EVT_ACCEPTED, log_rejected_contexts),
         (evt.EVT_C_ECHO, lambda event: StoreStatus.SUCCESS),
         (evt.EVT_C_STORE, handle_store, [store]),
+        (evt.EVT_PDU_RECV, note_pdu_received, [watch]),
     ]
     server = ae.make_server(
         (settings.host, settings.port),
@@ -189,8 +144,8 @@ def start_scp(settings: NodeSettings, store: InstanceStore, reuse_port: bool = F
         ssl_context=_ssl_context(settings),
         server_class=SharedPortServer if reuse_port else NodeServer,
     )
-    server.peer_rules = settings.accept_from
-    server.max_per_host = settings.max_associations_per_host
+    server.watch = watch
+    watch.start()
     threading.Thread(
         target=server.serve_forever, args=(0.1,), name="scp-acceptor", daemon=True
     ).start()

@@ -1,0 +1,154 @@
+"""Which TCP connections the SCP takes, and for how long a peer may take to send a PDU.
+
+A connection is admitted only from a host some `accept_from` rule admits and while that host
+holds fewer than `max_associations_per_host` connections, before a byte is read. Once
+admitted, the A-ASSOCIATE-RQ must arrive whole within `acse_timeout_s` and every later PDU
+within `network_timeout_s` of the one before: a deadline per PDU, not per recv(), so a peer
+that trickles one byte at a time cannot hold a slot. An overdue connection is shut down.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import threading
+import time
+from dataclasses import dataclass
+
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dicom_node.config import PeerRule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Connection:
+    sock: socket.socket
+    host: str
+    admitted_at: float
+    last_pdu_at: float | None = None
+
+
+class ConnectionWatch:
+    """The connections a server admitted: whose, since when, when their last whole PDU came."""
+
+    def __init__(
+        self,
+        rules: tuple[PeerRule, ...],
+        max_per_host: int,
+        first_pdu_s: float,
+        next_pdu_s: float,
+    ) -> None:
+        self.rules = rules
+        self.max_per_host = max_per_host
+        self.first_pdu_s = first_pdu_s
+        self.next_pdu_s = next_pdu_s
+        self._open: dict[int, _Connection] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="pdu-deadlines", daemon=True)
+
+    def admit(self, sock: socket.socket, host: str) -> bool:
+        if self.rules and not any(rule.allows_host(host) for rule in self.rules):
+            log.warning("refusing connection from %s: not on accept_from", host)
+            return False
+        with self._lock:
+            self._forget_closed()
+            open_here = sum(1 for c in self._open.values() if c.host == host)
+            if self.max_per_host and open_here >= self.max_per_host:
+                log.warning(
+                    "refusing connection from %s: %d connections already open from that host "
+                    "(max_associations_per_host)",
+                    host,
+                    open_here,
+                )
+                return False
+            self._open[id(sock)] = _Connection(sock, host, time.monotonic())
+        return True
+
+    def pdu_received(self, sock: socket.socket) -> None:
+        with self._lock:
+            if (conn := self._open.get(id(sock))) is not None:
+                conn.last_pdu_at = time.monotonic()
+
+    def release(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.pop(id(sock), None)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        every = max(0.1, min(self.first_pdu_s, self.next_pdu_s) / 4)
+        while not self._stop.wait(every):
+            for conn, late in self._overdue(time.monotonic()):
+                log.warning(
+                    "closing connection from %s: %s (a slow or stalled peer)", conn.host, late
+                )
+                try:
+                    conn.sock.shutdown(socket.SHUT_RDWR)  # the blocked recv() returns at once
+                except OSError:
+                    pass  # already closed
+
+    def _forget_closed(self) -> None:
+        """Drop connections whose socket is closed (pynetdicom closes it on release/abort)."""
+        for key in [k for k, c in self._open.items() if c.sock.fileno() == -1]:
+            del self._open[key]
+
+    def _overdue(self, now: float) -> list[tuple[_Connection, str]]:
+        overdue = []
+        with self._lock:
+            self._forget_closed()
+            for conn in self._open.values():
+                if conn.last_pdu_at is None and now - conn.admitted_at > self.first_pdu_s:
+                    late = f"no whole A-ASSOCIATE-RQ within {self.first_pdu_s:g} s"
+                elif conn.last_pdu_at is not None and now - conn.last_pdu_at > self.next_pdu_s:
+                    late = f"no whole PDU within {self.next_pdu_s:g} s of the last"
+                else:
+                    continue
+                overdue.append((conn, late))
+        for conn, _ in overdue:
+            self.release(conn.sock)
+        return overdue
+
+
+class NodeServer(ThreadedAssociationServer):
+    """The association server, with its `ConnectionWatch`; disables Nagle on accepted sockets."""
+
+    watch: ConnectionWatch | None = None
+
+    def verify_request(self, request, client_address) -> bool:
+        return self.watch is None or self.watch.admit(request, client_address[0])
+
+    def shutdown_request(self, request) -> None:
+        if self.watch is not None:
+            self.watch.release(request)
+        super().shutdown_request(request)
+
+    def shutdown(self) -> None:
+        """Stop serving and close the socket. (The base class also drops itself from the AE's
+        list of servers it started, which `make_server` servers are not on.)"""
+        if self.watch is not None:
+            self.watch.stop()
+        socketserver.BaseServer.shutdown(self)
+        self.server_close()
+
+    def get_request(self):
+        sock, address = super().get_request()
+        # dcmtk-based peers (Orthanc included) stall 40 ms per image without it.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, address
+
+
+class SharedPortServer(NodeServer):
+    """Sets SO_REUSEPORT so several node processes accept on one port (the kernel spreads
+    the connections): one Python process is CPU-bound at well under the link's speed."""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
