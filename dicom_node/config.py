@@ -105,12 +105,13 @@ class StorageSettings:
     data_dir: Path = Path("var")
     database_url: str | None = None  # None = SQLite file in data_dir
     min_free_bytes: int = 1_000_000_000  # below this, C-STORE answers 0xA700 (retry later)
+    max_instance_bytes: int = 1_000_000_000  # a larger dataset's connection is closed
     retention_days: float | None = 30.0  # files of studies delivered this long ago go; None: kept
     retention_check_s: float = 3600.0  # how often retention looks
 
     def check(self) -> str | None:
-        if self.min_free_bytes < 0:
-            return f"min_free_bytes must be 0 or more, got {self.min_free_bytes}"
+        if self.min_free_bytes < 0 or self.max_instance_bytes < 1:
+            return "min_free_bytes must be 0 or more, max_instance_bytes at least 1"
         if self.retention_days is not None and self.retention_days <= 0:
             return f"retention_days must be positive or null, got {self.retention_days}"
         if self.retention_check_s <= 0:

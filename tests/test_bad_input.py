@@ -167,3 +167,12 @@ def test_below_min_free_bytes_the_sender_is_told_to_retry_and_status_says_why(ma
     assert node.status().instances == 0
     assert not list((node.data_dir / "spool").rglob("*.dcm"))
     assert main(["status", "--config", str(node.config)]) == 1  # and prints "disk: ... LOW"
+
+
+def test_a_dataset_over_max_instance_bytes_is_cut_off_while_received(make_node, tmp_path):
+    node = make_node(storage={"max_instance_bytes": 1_000_000})
+    big = fx.with_new_uids(fx.SAMPLES_DIR / "zhanglab_01_normal.dcm", tmp_path / "big.dcm")
+    result = storescu(node.port, big)  # 1.8 MB
+    assert result.returncode != 0 or "Success" not in result.stderr
+    assert "its dataset is over max_instance_bytes (1000000)" in node.log_text()
+    assert_nothing_kept_and_still_serving(node, tmp_path)  # a 0.6 MB one still goes in

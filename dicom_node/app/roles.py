@@ -150,7 +150,12 @@ class RunningNode:
             loops += worker_loops(settings, self.index, self.owner)
         self.loops = LoopRunner(loops)
         store = InstanceStore(self.index.catalog, spool, settings.storage.min_free_bytes)
-        self.scp = start_scp(settings.node, store, reuse_port=settings.node.processes > 1)
+        self.scp = start_scp(
+            settings.node,
+            store,
+            reuse_port=settings.node.processes > 1,
+            max_instance_bytes=settings.storage.max_instance_bytes,
+        )
 
     def health(self) -> list[LoopHealth]:
         return self.loops.health()
@@ -192,7 +197,12 @@ def _scp_process(settings: Settings) -> None:
     store = InstanceStore(
         index.catalog, Spool(settings.storage.spool_dir), settings.storage.min_free_bytes
     )
-    scp = start_scp(settings.node, store, reuse_port=True)
+    scp = start_scp(
+        settings.node,
+        store,
+        reuse_port=True,
+        max_instance_bytes=settings.storage.max_instance_bytes,
+    )
     stop.wait()
     scp.stop()
     index.close()

@@ -4,7 +4,9 @@ A connection is admitted only from a host some `accept_from` rule admits and whi
 holds fewer than `max_associations_per_host` connections, before a byte is read. Once
 admitted, the A-ASSOCIATE-RQ must arrive whole within `acse_timeout_s` and every later PDU
 within `network_timeout_s` of the one before: a deadline per PDU, not per recv(), so a peer
-that trickles one byte at a time cannot hold a slot. An overdue connection is shut down.
+that trickles one byte at a time cannot hold a slot. An overdue connection is shut down, as is
+one whose dataset grows past `max_instance_bytes` while it is received (so no dataset, however
+large it says it is, costs more memory than that).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class _Connection:
     host: str
     admitted_at: float
     last_pdu_at: float | None = None
+    dataset_bytes: int = 0  # P-DATA received since the last complete request
 
 
 class ConnectionWatch:
@@ -40,11 +43,13 @@ class ConnectionWatch:
         max_per_host: int,
         first_pdu_s: float,
         next_pdu_s: float,
+        max_dataset_bytes: int = 0,
     ) -> None:
         self.rules = rules
         self.max_per_host = max_per_host
         self.first_pdu_s = first_pdu_s
         self.next_pdu_s = next_pdu_s
+        self.max_dataset_bytes = max_dataset_bytes
         self._open: dict[int, _Connection] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -68,10 +73,28 @@ class ConnectionWatch:
             self._open[id(sock)] = _Connection(sock, host, time.monotonic())
         return True
 
-    def pdu_received(self, sock: socket.socket) -> None:
+    def pdu_received(self, sock: socket.socket, pdata_bytes: int) -> None:
+        """A whole PDU came in (`pdata_bytes`: its size if it was P-DATA)."""
+        with self._lock:
+            if (conn := self._open.get(id(sock))) is None:
+                return
+            conn.last_pdu_at = time.monotonic()
+            conn.dataset_bytes += pdata_bytes
+            too_large = self.max_dataset_bytes and conn.dataset_bytes > self.max_dataset_bytes
+        if too_large:
+            log.warning(
+                "closing connection from %s: its dataset is over max_instance_bytes (%d)",
+                conn.host,
+                self.max_dataset_bytes,
+            )
+            self.release(sock)
+            _shut(sock)
+
+    def request_complete(self, sock: socket.socket) -> None:
+        """A whole request was received and handled: its bytes no longer count."""
         with self._lock:
             if (conn := self._open.get(id(sock))) is not None:
-                conn.last_pdu_at = time.monotonic()
+                conn.dataset_bytes = 0
 
     def release(self, sock: socket.socket) -> None:
         with self._lock:
@@ -90,10 +113,7 @@ class ConnectionWatch:
                 log.warning(
                     "closing connection from %s: %s (a slow or stalled peer)", conn.host, late
                 )
-                try:
-                    conn.sock.shutdown(socket.SHUT_RDWR)  # the blocked recv() returns at once
-                except OSError:
-                    pass  # already closed
+                _shut(conn.sock)
 
     def _forget_closed(self) -> None:
         """Drop connections whose socket is closed (pynetdicom closes it on release/abort)."""
@@ -115,6 +135,13 @@ class ConnectionWatch:
         for conn, _ in overdue:
             self.release(conn.sock)
         return overdue
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # a recv() blocked on it returns at once
+    except OSError:
+        pass  # already closed
 
 
 class NodeServer(ThreadedAssociationServer):

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from pynetdicom import AE, evt
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
@@ -30,8 +31,9 @@ MAX_PDU_BYTES = 4 << 20  # large PDUs for speed, small enough for a per-PDU dead
 REJECT_CALLING_AE = (0x01, 0x01, 0x03)
 
 
-def handle_store(event, store: InstanceStore) -> int:
+def handle_store(event, store: InstanceStore, watch: ConnectionWatch) -> int:
     """EVT_C_STORE: the encoded dataset goes to the store as it came; never raises."""
+    watch.request_complete(event.assoc.dul.socket.socket)
     peer = Peer(event.assoc.requestor.ae_title.strip(), event.assoc.requestor.address)
     affected = str(event.request.AffectedSOPInstanceUID)
     try:
@@ -56,8 +58,10 @@ def handle_store(event, store: InstanceStore) -> int:
 
 
 def note_pdu_received(event, watch: ConnectionWatch) -> None:
-    """EVT_PDU_RECV: a whole PDU came in; the connection's PDU deadline starts again."""
-    watch.pdu_received(event.assoc.dul.socket.socket)
+    """EVT_PDU_RECV: a whole PDU came in; the connection's PDU deadline starts again, and a
+    P-DATA PDU counts towards the size of the dataset being received."""
+    pdata = len(event.pdu) if isinstance(event.pdu, P_DATA_TF) else 0
+    watch.pdu_received(event.assoc.dul.socket.socket, pdata)
 
 
 def check_calling_peer(event, rules: tuple[PeerRule, ...]) -> None:
@@ -113,7 +117,12 @@ class StoreScp:
             assoc.join(timeout=60)  # an Association is a thread: let its transfers end
 
 
-def start_scp(settings: NodeSettings, store: InstanceStore, reuse_port: bool = False) -> StoreScp:
+def start_scp(
+    settings: NodeSettings,
+    store: InstanceStore,
+    reuse_port: bool = False,
+    max_instance_bytes: int = 0,
+) -> StoreScp:
     """Listen in a background thread; `reuse_port` lets sibling processes share the port."""
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
@@ -129,13 +138,14 @@ def start_scp(settings: NodeSettings, store: InstanceStore, reuse_port: bool = F
         settings.max_associations_per_host,
         settings.acse_timeout_s,
         settings.network_timeout_s,
+        max_instance_bytes,
     )
     handlers = [
         (evt.EVT_REQUESTED, check_calling_peer, [settings.accept_from]),
         (evt.EVT_REJECTED, log_rejection),
         (evt.EVT_ACCEPTED, log_rejected_contexts),
         (evt.EVT_C_ECHO, lambda event: StoreStatus.SUCCESS),
-        (evt.EVT_C_STORE, handle_store, [store]),
+        (evt.EVT_C_STORE, handle_store, [store, watch]),
         (evt.EVT_PDU_RECV, note_pdu_received, [watch]),
     ]
     server = ae.make_server(
