@@ -44,7 +44,7 @@ def test_truncated_in_pixel_data(node, tmp_path):
     data = bad.read_bytes()
     body = data[data.index(b"\x08\x00\x05\x00") :]  # dataset without preamble and file meta
     assert send_raw_store(node.port, uid, body) == 0xC210
-    assert "(7FE0,0010) has" in node.log_text()
+    assert "(7FE0,0010) declares 620928 bytes, 372012 arrived" in node.log_text()
     assert_nothing_kept_and_still_serving(node, tmp_path)
 
 

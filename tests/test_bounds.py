@@ -39,3 +39,15 @@ def test_a_4000_px_16_bit_image_is_scored_in_bounded_memory(make_node_process, p
     (sc_path,) = [p for s, kind, p in pacs.received if s == study and "Secondary" in kind]
     sc = pydicom.dcmread(sc_path)
     assert max(sc.Rows, sc.Columns) == 2048 and sc_path.stat().st_size < 13 * 2**20
+
+
+def test_a_200_mb_dataset_is_received_in_bounded_memory(make_node_process, tmp_path):
+    big = fx.large_16bit(tmp_path / "huge.dcm", side=10_000)  # 200 MB of pixels
+    node = make_node_process()  # receiving only: the peak is the SCP's
+    idle = peak_rss_bytes(node.proc.pid)
+    result = storescu(node.port, big)
+    assert result.returncode == 0 and "Success" in result.stderr, result.stderr[-500:]
+    peak = peak_rss_bytes(node.proc.pid)
+    print(f"node peak RSS: {idle / 2**20:.0f} MiB idle, {peak / 2**20:.0f} MiB after")  # -s
+    assert peak < GB
+    assert node.status().instances == 1

@@ -10,7 +10,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, generate_uid
 
 from dicom_node.dicom.checks import RejectedInstance, check_dataset
-from dicom_node.dicom.encoding import decode_dataset, find_truncation, part10_header
+from dicom_node.dicom.encoding import check_layout, decode_header, part10_header
 from dicom_node.dicom.terms import StoreStatus
 from tests.dicom_fixtures import SMALL_SAMPLE
 
@@ -29,17 +29,19 @@ def sample() -> pydicom.Dataset:
     return pydicom.dcmread(SMALL_SAMPLE)
 
 
-def test_a_whole_dataset_has_no_truncation_and_decodes_to_itself(sample):
+def test_a_whole_dataset_has_no_truncation_and_its_header_decodes(sample):
     data = encoded(sample)
-    assert find_truncation(data, EXPLICIT) is None
-    assert decode_dataset(data, EXPLICIT).SOPInstanceUID == sample.SOPInstanceUID
+    layout = check_layout(data, EXPLICIT)
+    assert layout.truncation is None and layout.pixel_data_length == len(sample.PixelData)
+    header = decode_header(data, EXPLICIT)
+    assert header.SOPInstanceUID == sample.SOPInstanceUID and "PixelData" not in header
 
 
 @pytest.mark.parametrize("cut", [1, 100, 5000])
 def test_a_cut_dataset_says_where(sample, cut):
     data = encoded(sample)
-    reason = find_truncation(data[:-cut], EXPLICIT)
-    assert reason is not None and ("(7FE0,0010)" in reason or "after the last" in reason)
+    reason = check_layout(data[:-cut], EXPLICIT).truncation
+    assert reason is not None and "(7FE0,0010) declares" in reason
 
 
 def test_a_deflated_dataset_is_checked_after_inflating(sample):
@@ -48,8 +50,8 @@ def test_a_deflated_dataset_is_checked_after_inflating(sample):
     compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     deflated = compressor.compress(encoded(sample)) + compressor.flush()
     syntax = pydicom.uid.UID(DeflatedExplicitVRLittleEndian)
-    assert find_truncation(deflated, syntax) is None
-    assert decode_dataset(deflated, syntax).PatientID == sample.PatientID
+    assert check_layout(deflated, syntax).truncation is None
+    assert decode_header(deflated, syntax).PatientID == sample.PatientID
 
 
 def test_part10_header_and_the_received_bytes_make_a_readable_file(sample, tmp_path):
@@ -62,14 +64,19 @@ def test_part10_header_and_the_received_bytes_make_a_readable_file(sample, tmp_p
     assert back.PixelData == sample.PixelData
 
 
+def check(ds, affected=None, syntax=ExplicitVRLittleEndian) -> None:
+    pixels = len(ds.PixelData) if "PixelData" in ds else None
+    check_dataset(ds, affected, syntax, pixels)
+
+
 def rejection(ds, affected=None, syntax=ExplicitVRLittleEndian) -> RejectedInstance:
     with pytest.raises(RejectedInstance) as err:
-        check_dataset(ds, affected, syntax)
+        check(ds, affected, syntax)
     return err.value
 
 
 def test_a_good_image_passes(sample):
-    check_dataset(sample, sample.SOPInstanceUID, ExplicitVRLittleEndian)
+    check(sample, sample.SOPInstanceUID)
 
 
 @pytest.mark.parametrize("keyword", ["SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"])

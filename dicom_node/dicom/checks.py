@@ -43,11 +43,14 @@ class RejectedInstance(Exception):
         self.status = status
 
 
-def check_dataset(ds: Dataset, affected_uid: str | None, transfer_syntax: str) -> None:
+def check_dataset(
+    ds: Dataset, affected_uid: str | None, transfer_syntax: str, pixel_data_length: int | None
+) -> None:
     """Raise RejectedInstance when the dataset breaks the image IOD basics the node relies on.
 
-    `affected_uid`: the SOP Instance UID the request announced (None when the protocol has
-    no such field).
+    `ds`: the header (up to Pixel Data); `pixel_data_length`: the length its Pixel Data
+    declares (None: it has none); `affected_uid`: the SOP Instance UID the request
+    announced (None when the protocol has no such field).
     """
     if not any(e.tag != TRAILING_PADDING and e.tag.element != 0 for e in ds):
         raise RejectedInstance(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, "empty dataset")
@@ -72,7 +75,7 @@ def check_dataset(ds: Dataset, affected_uid: str | None, transfer_syntax: str) -
             f"SOP class {ds.SOPClassUID} ({ds.SOPClassUID.name}) is not an image; this node "
             "stores images only",
         )
-    if "PixelData" not in ds:
+    if pixel_data_length is None:
         raise RejectedInstance(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, "no Pixel Data")
     if transfer_syntax in UNCOMPRESSED:
         try:
@@ -82,7 +85,7 @@ def check_dataset(ds: Dataset, affected_uid: str | None, transfer_syntax: str) -
                 StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 f"image pixel module incomplete: {exc}",
             ) from exc
-        actual = len(ds.PixelData)
+        actual = pixel_data_length
         if actual not in (expected, expected + 1):  # +1: the even-length pad byte
             raise RejectedInstance(
                 StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS,

@@ -4,6 +4,7 @@ that turns them into a file without re-encoding (PS3.10 7.1, PS3.5 7)."""
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from io import BytesIO
 
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -13,6 +14,8 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
+PIXEL_DATA = 0x7FE00010
+LARGE_VALUE = 4096  # bytes: longer values are skipped, not read, by `check_layout`
 
 
 def inflate(encoded: bytes, syntax: UID) -> bytes:
@@ -20,30 +23,54 @@ def inflate(encoded: bytes, syntax: UID) -> bytes:
     return zlib.decompress(encoded, -zlib.MAX_WBITS) if syntax.is_deflated else encoded
 
 
-def decode_dataset(encoded: bytes, syntax: UID) -> Dataset:
-    """Parse a dataset encoded in `syntax` (no preamble, no file meta)."""
+def decode_header(encoded: bytes, syntax: UID) -> Dataset:
+    """Parse a dataset encoded in `syntax` (no preamble, no file meta) up to its pixels: the
+    pixel data are never copied out of the received bytes."""
     return read_dataset(
-        BytesIO(inflate(encoded, syntax)), syntax.is_implicit_VR, syntax.is_little_endian
+        BytesIO(inflate(encoded, syntax)),
+        syntax.is_implicit_VR,
+        syntax.is_little_endian,
+        stop_when=lambda tag, vr, length: tag == PIXEL_DATA,
     )
 
 
-def find_truncation(encoded: bytes, syntax: UID) -> str | None:
-    """Why the encoded dataset is cut short, or None when every element is whole.
+@dataclass(frozen=True)
+class Layout:
+    """What a structural pass over an encoded dataset found."""
 
-    pydicom's reader stops quietly at a partial element, so the lengths are checked here.
-    """
+    truncation: str | None  # why it is cut short, or None when every element is whole
+    pixel_data_length: int | None  # as declared (UNDEFINED_LENGTH: encapsulated); None: absent
+
+
+def check_layout(encoded: bytes, syntax: UID) -> Layout:
+    """Walk the top-level elements without reading large values (they are skipped by their
+    declared length): pydicom's reader stops quietly at a partial element, so the lengths
+    are checked here."""
     data = inflate(encoded, syntax)
     fp = BytesIO(data)
-    end = 0
-    for raw in data_element_generator(fp, syntax.is_implicit_VR, syntax.is_little_endian):
+    end, pixels = 0, None
+    elements = data_element_generator(
+        fp, syntax.is_implicit_VR, syntax.is_little_endian, defer_size=LARGE_VALUE
+    )
+    for raw in elements:
         declared = getattr(raw, "length", None)  # parsed sequences carry no raw length
-        if declared not in (None, UNDEFINED_LENGTH) and raw.value is not None:
-            if len(raw.value) != declared:
-                return f"element {raw.tag} has {len(raw.value)} of its {declared} bytes"
+        if raw.tag == PIXEL_DATA:
+            pixels = declared
+        if declared not in (None, UNDEFINED_LENGTH):
+            if raw.value is not None and len(raw.value) != declared:
+                return Layout(
+                    f"element {raw.tag} has {len(raw.value)} of its {declared} bytes", None
+                )
         end = fp.tell()
+        if end > len(data):  # a skipped value runs past the end
+            return Layout(
+                f"element {raw.tag} declares {declared} bytes, "
+                f"{declared - (end - len(data))} arrived",
+                None,
+            )
     if end != len(data):
-        return f"{len(data) - end} byte(s) after the last whole element"
-    return None
+        return Layout(f"{len(data) - end} byte(s) after the last whole element", None)
+    return Layout(None, pixels)
 
 
 def part10_header(sop_class_uid: str, sop_instance_uid: str, syntax: UID) -> bytes:

@@ -18,7 +18,7 @@ from pydicom.uid import UID
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from dicom_node.dicom.checks import RejectedInstance, check_dataset
-from dicom_node.dicom.encoding import decode_dataset, find_truncation, part10_header
+from dicom_node.dicom.encoding import check_layout, decode_header, part10_header
 from dicom_node.dicom.terms import StoreStatus, body_part_of
 from dicom_node.index.catalog import Catalog
 from dicom_node.index.records import ReceivedInstance
@@ -136,17 +136,21 @@ def free_bytes(folder: Path) -> int:
 
 
 def _checked_dataset(encoded: bytes, syntax: UID, announced_uid: str | None) -> Dataset:
+    """The dataset's header, once its structure and content pass the checks."""
     try:
-        cut = find_truncation(encoded, syntax)
+        layout = check_layout(encoded, syntax)
+        problem = layout.truncation
     except Exception as exc:  # the reader's own EOF, value and zlib errors
-        cut = str(exc)
-    if cut:
-        raise RejectedInstance(StoreStatus.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {cut}")
+        layout, problem = None, str(exc)
+    if problem:
+        raise RejectedInstance(
+            StoreStatus.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {problem}"
+        )
     try:
-        ds = decode_dataset(encoded, syntax)
+        ds = decode_header(encoded, syntax)
     except Exception as exc:
         raise RejectedInstance(
             StoreStatus.CANNOT_UNDERSTAND, f"dataset cannot be parsed: {exc}"
         ) from exc
-    check_dataset(ds, announced_uid, str(syntax))
+    check_dataset(ds, announced_uid, str(syntax), layout.pixel_data_length)
     return ds
