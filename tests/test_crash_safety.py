@@ -13,7 +13,7 @@ import time
 import pytest
 
 from dicom_node.samples import SAMPLES_DIR
-from dicom_node.testing.peers import storescu
+from dicom_node.testing.peers import echoscu, storescu
 from tests.dicom_fixtures import SMALL_SAMPLE, with_new_uids
 
 pytestmark = pytest.mark.integration
@@ -91,3 +91,23 @@ def test_kill_9_loses_no_acknowledged_instance(make_node_process, tmp_path):
     # The PACS resends everything: the acknowledged ones are duplicates, the rest arrive once.
     assert storescu(node.port, *files, option="-xy").returncode == 0
     assert node.status().instances == N_INSTANCES
+
+
+def test_a_peer_cannot_forge_log_lines_or_fill_the_log_with_tracebacks(make_node_process):
+    import socket
+
+    from tests.scu import associate_rq_bytes
+
+    node = make_node_process(node={"acse_timeout_s": 1})
+    request = bytearray(associate_rq_bytes(node.port, calling="EVILAAAAAAAAAAAA"))
+    at = request.index(b"EVILAAAAAAAAAAAA")
+    request[at : at + 16] = b"EV\nFORGED LINE\x07A"  # a newline and a bell in the AE title
+    with socket.create_connection(("127.0.0.1", node.port)) as sock:
+        sock.sendall(bytes(request))
+        sock.settimeout(10)
+        assert sock.recv(1) == b"\x07"  # A-ABORT: the request cannot be decoded
+    assert echoscu(node.port).returncode == 0
+    log = node.log_text()
+    assert "Traceback" not in log
+    assert not any(line.startswith("FORGED LINE") for line in log.splitlines())
+    assert "EV\\nFORGED LINE\\x07A" in log  # said once, escaped

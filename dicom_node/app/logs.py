@@ -5,6 +5,22 @@ from __future__ import annotations
 import logging
 
 
+class PeerErrorsOnOneLine(logging.Filter):
+    """pynetdicom logs what a peer did wrong (a reset, a malformed PDU) with a traceback, and
+    quotes what the peer sent as it came: one line with control characters escaped says it, so
+    a peer can neither forge log lines nor fill the log with tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("pynetdicom"):
+            message = record.getMessage()
+            if record.exc_info:
+                message = f"{message} ({type(record.exc_info[1]).__name__})"
+            record.msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -13,3 +29,5 @@ def configure_logging(verbose: bool) -> None:
     if not verbose:  # one line per sweep, association or copied module is noise
         for noisy in ("apscheduler", "pynetdicom", "highdicom", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(PeerErrorsOnOneLine())
