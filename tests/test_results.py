@@ -87,6 +87,8 @@ def test_secondary_capture_is_burned_in_and_passes_dciodvfy(tmp_path, name):
     sc.save_as(path)
     assert dciodvfy_errors(path) == []
     assert sc.BurnedInAnnotation == "YES" and sc.StudyInstanceUID == source.StudyInstanceUID
+    assert sc.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"  # JPEG baseline
+    assert sc.LossyImageCompression == "01" and float(sc.LossyImageCompressionRatio) > 3
     assert sc.SeriesInstanceUID != source.SeriesInstanceUID
     # The banner is drawn: the top-left corner differs from the plain grey image.
     grey = (unit_image_from_dataset(source) * 255).round()

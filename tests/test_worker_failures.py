@@ -178,3 +178,21 @@ def test_a_partial_export_does_not_resend_acknowledged_objects(make_node, tmp_pa
         assert export.attempts == 2
     finally:
         pacs.stop()
+
+
+def test_a_pacs_that_declines_jpeg_gets_the_difference_map_uncompressed(make_node, tmp_path):
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    pacs = ReceivingPacs(
+        tmp_path / "pacs", transfer_syntaxes=(ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+    )
+    node = make_node(worker=FAST_WORKER, destinations=destination(pacs.port))
+    try:
+        study = send_study(node.port, tmp_path)
+        assert wait_for(lambda: node.counts("exports").get("sent") == 1, timeout=60)
+        (sc_path,) = [p for s, kind, p in pacs.received if s == study and "Secondary" in kind]
+        sc = pydicom.dcmread(sc_path)
+        assert sc.PhotometricInterpretation == "RGB" and sc.pixel_array.ndim == 3
+        assert sc.LossyImageCompression == "01"  # it was JPEG once: the header says so
+    finally:
+        pacs.stop()

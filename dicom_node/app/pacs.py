@@ -16,14 +16,19 @@ PACS_AE = "DEMO_PACS"
 class ReceivingPacs:
     """Stores SRs and SCs in a folder; `received` lists (study UID, SOP class name, file)."""
 
-    def __init__(self, folder: Path, port: int = 0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        port: int = 0,
+        transfer_syntaxes: tuple[str, ...] = ACCEPTED_TRANSFER_SYNTAXES,
+    ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.received: list[tuple[str, str, Path]] = []
         self.lock = threading.Lock()
         self.ae = AE(ae_title=PACS_AE)
         for sop in (Comprehensive3DSRStorage, SecondaryCaptureImageStorage):
-            self.ae.add_supported_context(sop, ACCEPTED_TRANSFER_SYNTAXES)
+            self.ae.add_supported_context(sop, transfer_syntaxes)
         self.server = self.ae.start_server(
             ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
         )

@@ -47,8 +47,16 @@ def send_objects(
     is stored; or raise ExportError saying why and whether a later attempt can help."""
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-    for sop_class in {ds.SOPClassUID for ds in datasets}:
-        ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    proposals: dict[str, list[str]] = {}
+    for ds in datasets:  # each object's own transfer syntax first, then uncompressed
+        syntaxes = proposals.setdefault(ds.SOPClassUID, [])
+        if ds.file_meta.TransferSyntaxUID not in syntaxes:
+            syntaxes.insert(0, ds.file_meta.TransferSyntaxUID)
+    for sop_class, syntaxes in proposals.items():
+        uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+        ae.add_requested_context(
+            sop_class, [*syntaxes, *(u for u in uncompressed if u not in syntaxes)]
+        )
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
     if not assoc.is_established:
         raise ExportError(
@@ -58,11 +66,18 @@ def send_objects(
         )
     try:
         for i, ds in enumerate(datasets):
-            if not any(cx.abstract_syntax == ds.SOPClassUID for cx in assoc.accepted_contexts):
+            syntaxes = {
+                cx.transfer_syntax[0]
+                for cx in assoc.accepted_contexts
+                if cx.abstract_syntax == ds.SOPClassUID
+            }
+            if not syntaxes:
                 raise ExportError(
                     f"{destination.name}: does not accept SOP class {ds.SOPClassUID.name}",
                     permanent=True,
                 )
+            if ds.file_meta.TransferSyntaxUID not in syntaxes:
+                ds.decompress()  # the destination declined the compressed form
             status = assoc.send_c_store(ds)
             if not status:
                 raise ExportError(f"{destination.name}: no response to C-STORE", permanent=False)

@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_fragments
+from pydicom.uid import JPEGBaseline8Bit
 
 from dicom_node.model.scores import ImageScore
 from dicom_node.results.report import MANUFACTURER, NOT_FOR_DIAGNOSIS, result_uid
@@ -89,7 +91,10 @@ def write_difference_map(
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source,
         pixel_array=rgb,
-        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+        # JPEG baseline: about a tenth of the uncompressed size for a picture people look at
+        # (it is not for diagnosis); delivery decompresses it for a PACS that declines JPEG.
+        photometric_interpretation=hd.PhotometricInterpretationValues.YBR_FULL_422,
+        transfer_syntax_uid=JPEGBaseline8Bit,
         bits_allocated=8,
         coordinate_system=hd.CoordinateSystemNames.PATIENT,
         series_instance_uid=result_uid(study_uid, study_version, "sc-series"),
@@ -99,6 +104,11 @@ def write_difference_map(
         manufacturer=MANUFACTURER,
         patient_orientation=source.get("PatientOrientation") or ("L", "F"),
     )
+    # General Image module, Type 1C once lossy compression was applied (not set by highdicom).
+    sc.LossyImageCompression = "01"
+    sc.LossyImageCompressionMethod = "ISO_10918_1"
+    compressed = sum(len(f) for f in generate_fragments(sc.PixelData))
+    sc.LossyImageCompressionRatio = f"{rgb.nbytes / max(compressed, 1):.1f}"
     sc.Laterality = source.get("Laterality", "")  # Type 2C; empty for an unpaired chest
     sc.BurnedInAnnotation = "YES"
     sc.SeriesDescription = "AI anomaly map - NOT FOR DIAGNOSTIC USE"
