@@ -79,16 +79,15 @@ class StudyAnalyser:
         """
         if not images:
             raise ImageDecodeError(f"study {job.study_uid}: no chest image left to score")
-        sources = [self._read_source(inst) for inst in images]
-        units = [  # reduced at once: a 4000 x 4000 source costs no more than a 2048 one
-            fit_for_display(unit_image_from_dataset(ds, source=f"instance {inst.sop_instance_uid}"))
-            for ds, inst in zip(sources, images)
-        ]
+        units, headers = [], []
+        for inst in images:  # one source in memory at a time; only its picture is kept
+            ds = self._read_source(inst)
+            unit = unit_image_from_dataset(ds, source=f"instance {inst.sop_instance_uid}")
+            units.append(fit_for_display(unit))  # a 4000 px source costs what a 2048 px one does
+            headers.append(header_for_results(ds))
         size, batch = self.model.image_size, self.settings.worker.batch_size
         x = torch.cat([to_model_input(u, size) for u in units])
         scores = [s for i in range(0, len(x), batch) for s in self.model.score(x[i : i + batch])]
-        headers = [header_for_results(ds) for ds in sources]
-        del sources  # the pixels are in `units` now
         objects = self._write_results(job, headers, units, scores, earlier_reports)
         return ScoredStudy(
             images=tuple(
@@ -119,7 +118,7 @@ class StudyAnalyser:
     def _write_results(
         self,
         job: ClaimedJob,
-        sources: list[Dataset],
+        headers: list[Dataset],
         units: list,
         scores: list[ImageScore],
         earlier_reports: Sequence[str],
@@ -131,11 +130,11 @@ class StudyAnalyser:
         )
         previous = [self._read_earlier_report(contained_path(data_dir, f)) for f in earlier_reports]
         report = write_anomaly_report(
-            sources, scores, self.algorithm, job.study_version, [p for p in previous if p]
+            headers, scores, self.algorithm, job.study_version, [p for p in previous if p]
         )
         objects = [(ResultKind.REPORT, report, _save_atomically(report, out / "sr.dcm"))]
         threshold = self.model.calibration.threshold
-        for n, (ds, unit, score) in enumerate(zip(sources, units, scores), start=1):
+        for n, (ds, unit, score) in enumerate(zip(headers, units, scores), start=1):
             rgb = render_difference_overlay(unit, score, threshold)
             sc = write_difference_map(ds, rgb, job.study_version, n)
             objects.append(
