@@ -1,7 +1,8 @@
 """Soak test (run on purpose, not in CI): parallel storescu associations send a mix of
 one- and two-image studies and some bad inputs to a `dicom-node serve` process with scoring
 on; the stand-in PACS goes down for a while in the middle. Checks that nothing acknowledged is
-lost, that each scored study got exactly one result set at the PACS, and samples the node's
+lost, that each scored study's current result set reached the PACS and how many objects came
+twice (only the crash window the README describes can do that), and samples the node's
 resident memory. Prints a table for the README:
 
     .venv/bin/python benchmarks/soak.py [--associations 10] [--images 500] [--outage 60]
@@ -28,6 +29,7 @@ from pydicom.uid import generate_uid
 
 from dicom_node.app.pacs import ReceivingPacs
 from dicom_node.index import Index
+from dicom_node.results.report import result_uid
 from dicom_node.samples import SAMPLES_DIR
 from dicom_node.testing.peers import free_port, require_tool, wait_for_echo
 
@@ -41,8 +43,8 @@ def make_files(folder: Path, n: int, rng: random.Random) -> list[tuple[Path, str
     files: list[tuple[Path, str, bool]] = []
     while len(files) < n:
         study = generate_uid()
+        name = rng.choice(CHEST)  # one sample per study: its images go in one association
         for _ in range(rng.choice((1, 1, 2))):
-            name = rng.choice(CHEST)
             ds = pydicom.dcmread(SAMPLES_DIR / name)
             ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid()
             ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -93,7 +95,7 @@ def main() -> None:
                     "host": "127.0.0.1",
                     "port": node_port,
                     "max_associations": 32,
-                    "max_associations_per_host": 16,
+                    "max_associations_per_host": 32,
                 },
                 "storage": {"data_dir": str(root / "node"), "database_url": args.database_url},
                 "studies": {"stable_after_s": 2},
@@ -184,19 +186,21 @@ def main() -> None:
         ]
         refused_good = [a for a in good if good[a] and a not in set(acked)]
         acked_bad = [a for a in acked if not good[a]]
-        scored = {r.study_uid for r in index.views.worklist()}
+        scored = {r.study_uid: r.version for r in index.views.worklist()}
         index.close()
     finally:
         stop.set()
         node.terminate()
         node.wait(timeout=120)
     pacs.stop()
-    reports = collections.Counter()  # SRs per study, before and after the outage
+    received = collections.Counter()  # SOP Instance UIDs of SRs, before and after the outage
     for path in [*(root / "pacs").glob("*.dcm"), *(root / "pacs-after").glob("*.dcm")]:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         if ds.SOPClassUID.name.endswith("SR Storage"):
-            reports[ds.StudyInstanceUID] += 1
-    once = sum(1 for s in scored if reports[s] == 1)
+            received[ds.SOPInstanceUID] += 1
+    current = {result_uid(uid, version, "sr") for uid, version in scored.items()}
+    delivered = sum(1 for uid in current if received[uid] >= 1)
+    duplicates = sum(1 for n in received.values() if n > 1)
     rss = [r for _, r in samples]
     tenth = max(1, len(rss) // 10)
     print(
@@ -210,7 +214,8 @@ def main() -> None:
         f"{len(acked_bad)} |"
     )
     print(f"| acknowledged but lost | {len(lost)} |")
-    print(f"| studies scored / with exactly one SR at the PACS | {len(scored)} / {once} |")
+    print(f"| studies scored / their current SR at the PACS | {len(scored)} / {delivered} |")
+    print(f"| SRs received more than once | {duplicates} |")
     print(f"| dead letters | {len(status.dead_letters)} |")
     print(f"| sending took / all delivered after | {sent_s:.0f} s / {total_s:.0f} s |")
     print(
