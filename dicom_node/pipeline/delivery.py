@@ -47,16 +47,15 @@ def send_objects(
     is stored; or raise ExportError saying why and whether a later attempt can help."""
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-    proposals: dict[str, list[str]] = {}
-    for ds in datasets:  # each object's own transfer syntax first, then uncompressed
-        syntaxes = proposals.setdefault(ds.SOPClassUID, [])
-        if ds.file_meta.TransferSyntaxUID not in syntaxes:
-            syntaxes.insert(0, ds.file_meta.TransferSyntaxUID)
-    for sop_class, syntaxes in proposals.items():
-        uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-        ae.add_requested_context(
-            sop_class, [*syntaxes, *(u for u in uncompressed if u not in syntaxes)]
-        )
+    # A context of its own for each compressed form (the destination accepts or declines
+    # it), and one uncompressed context per SOP class to fall back on.
+    uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    contexts = {(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets}
+    for sop_class, syntax in sorted(contexts):
+        if syntax not in uncompressed:
+            ae.add_requested_context(sop_class, [syntax])
+    for sop_class in sorted({sop_class for sop_class, _ in contexts}):
+        ae.add_requested_context(sop_class, uncompressed)
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
     if not assoc.is_established:
         raise ExportError(
