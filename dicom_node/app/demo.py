@@ -109,5 +109,5 @@ def print_worklist(rows: list[WorklistRow]) -> None:
         patient = f"{r.patient_name.replace('^', ' ')} ({r.patient_id})"
         print(
             f"{r.priority.value:<9}{r.score:>7.2f}{r.percentile:>6.0f}  "
-            f"{r.accession_number:<12}{patient:<26.26}{r.study_date:<10}{sent}"
+            f"{r.accession_number:<12}{patient:<25.25} {r.study_date:<10}{sent}"
         )
