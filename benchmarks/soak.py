@@ -15,7 +15,6 @@ import argparse
 import collections
 import json
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from dicom_node.app.pacs import ReceivingPacs
 from dicom_node.index import Index
 from dicom_node.results.report import result_uid
 from dicom_node.samples import SAMPLES_DIR
-from dicom_node.testing.peers import free_port, require_tool, wait_for_echo
+from dicom_node.testing.peers import acknowledged_files, free_port, require_tool, wait_for_echo
 
 CHEST = ["zhanglab_01_normal.dcm", "zhanglab_03_pneumonia.dcm", "zhanglab_04_pneumonia.dcm"]
 OPTION = {"zhanglab_04_pneumonia.dcm": "-xy"}
@@ -55,17 +54,6 @@ def make_files(folder: Path, n: int, rng: random.Random) -> list[tuple[Path, str
             ds.save_as(path, enforce_file_format=True)
             files.append((path, OPTION.get(name, "-xe"), good))
     return files[:n]
-
-
-def acknowledged(log: str) -> list[str]:
-    acked, current = [], None
-    for line in log.splitlines():
-        if m := re.match(r"I: Sending file: (.+)$", line):
-            current = m.group(1)
-        elif "Received Store Response (Success)" in line and current:
-            acked.append(current)
-            current = None
-    return acked
 
 
 def rss_mib(pid: int) -> float:
@@ -169,7 +157,7 @@ def main() -> None:
         acked = []
         for proc, log in senders:
             proc.wait()
-            acked += acknowledged(Path(log).read_text())
+            acked += acknowledged_files(Path(log).read_text())
         sent_s = time.monotonic() - started
         url = args.database_url or f"sqlite:///{root / 'node' / 'index.sqlite3'}"
         index = Index(url, upgrade=False)

@@ -8,6 +8,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from dicom_node.results.sources import TYPE_2_COPIED
 from dicom_node.samples import SAMPLES_DIR
 
 SMALL_SAMPLE = SAMPLES_DIR / "zhanglab_03_pneumonia.dcm"  # uncompressed DX chest
@@ -105,19 +106,6 @@ def zero_window(out: Path) -> Path:
     return out
 
 
-TYPE_2_ATTRIBUTES = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-    "StudyID",
-    "AccessionNumber",
-)
-
-
 def named(out: Path, charset: str | list[str], name: str) -> Path:
     """A new one-image study whose patient name is `name` in the character set `charset`."""
     ds = _uncompressed_copy()
@@ -131,7 +119,7 @@ def named(out: Path, charset: str | list[str], name: str) -> Path:
 def without_type_2(out: Path) -> Path:
     """A new one-image study with every Type 2 patient and study attribute absent."""
     ds = _uncompressed_copy()
-    for keyword in TYPE_2_ATTRIBUTES:
+    for keyword in TYPE_2_COPIED:
         if keyword in ds:
             delattr(ds, keyword)
     ds.save_as(out, enforce_file_format=True)

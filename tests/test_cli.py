@@ -13,6 +13,7 @@ from dicom_node.app.cli import main
 from dicom_node.config_file import load_settings
 from dicom_node.index import Index
 from dicom_node.index.database import utcnow
+from dicom_node.index.records import LoopHealth
 from tests.nodes import write_config
 from tests.test_queue import queue_studies
 
@@ -32,7 +33,7 @@ def config(tmp_path):
     storage.data_dir.mkdir()
     index = Index(storage.effective_database_url)  # as `serve` makes it
     queue_studies(index, 2)
-    index.heartbeats.beat("scoring", "host:1:a", 60, utcnow(), 0, "")
+    index.heartbeats.beat(LoopHealth("scoring", "host:1:a", 60, utcnow(), 0, ""))
     index.close()
     return path
 
@@ -54,7 +55,9 @@ def test_status_reports_counts_and_loop_health_and_fails_when_a_loop_does(config
     assert "instances: 2" in text and "jobs:      queued 2" in text
     assert "loop scoring (host:1:a): ok" in text
     index = Index(load_settings(config).storage.effective_database_url)
-    index.heartbeats.beat("delivery", "host:1:a", 60, utcnow() - dt.timedelta(seconds=120), 0, "")
+    index.heartbeats.beat(
+        LoopHealth("delivery", "host:1:a", 60, utcnow() - dt.timedelta(seconds=120), 0, "")
+    )
     index.close()
     assert main(["status", "--json", "--config", str(config)]) == 1
     report = json.loads(capsys.readouterr().out)

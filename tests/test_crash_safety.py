@@ -5,7 +5,6 @@ digest), and the unfinished temporary files are cleaned at start-up."""
 from __future__ import annotations
 
 import hashlib
-import re
 import signal
 import subprocess
 import time
@@ -13,25 +12,13 @@ import time
 import pytest
 
 from dicom_node.samples import SAMPLES_DIR
-from dicom_node.testing.peers import echoscu, storescu
+from dicom_node.testing.peers import acknowledged_files, echoscu, storescu
 from tests.dicom_fixtures import SMALL_SAMPLE, with_new_uids
 
 pytestmark = pytest.mark.integration
 
 N_INSTANCES = 200
 KILL_AFTER = 60
-
-
-def acknowledged_files(storescu_log: str) -> list[str]:
-    """Files storescu saw answered Success, from its -v log."""
-    acked, current = [], None
-    for line in storescu_log.splitlines():
-        if m := re.match(r"I: Sending file: (.+)$", line):
-            current = m.group(1)
-        elif "Received Store Response (Success)" in line and current:
-            acked.append(current)
-            current = None
-    return acked
 
 
 def test_sigterm_stops_cleanly(make_node_process, tmp_path):

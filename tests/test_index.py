@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 from dicom_node.errors import IndexSchemaError
 from dicom_node.index import Index
 from dicom_node.index.database import HEAD_REVISION, Database, utcnow
+from dicom_node.index.records import LoopHealth
 from dicom_node.index.schema import Base, Priority, StudyState
 from tests.test_queue import received, scored
 
@@ -81,9 +82,13 @@ def test_worklist_reads_urgent_first_then_by_score_then_by_waiting_time(index):
 
 def test_loop_heartbeats_are_reported_and_forgotten(index):
     now = utcnow()
-    index.heartbeats.beat("scoring", "host:1:a", 60, now, 0, "")
-    index.heartbeats.beat("delivery", "host:1:a", 60, now - dt.timedelta(seconds=90), 0, "")
-    index.heartbeats.beat("completion", "host:1:a", 60, now, 3, "OperationalError: gone")
+    index.heartbeats.beat(LoopHealth("scoring", "host:1:a", 60, now, 0, ""))
+    index.heartbeats.beat(
+        LoopHealth("delivery", "host:1:a", 60, now - dt.timedelta(seconds=90), 0, "")
+    )
+    index.heartbeats.beat(
+        LoopHealth("completion", "host:1:a", 60, now, 3, "OperationalError: gone")
+    )
     problems = {h.loop: h.problem(now) for h in index.views.status().loops}
     assert problems["scoring"] is None
     assert "no completed cycle for 90 s" in problems["delivery"]

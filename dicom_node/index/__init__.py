@@ -2,7 +2,7 @@
 
 - `catalog`: instances, studies and the study lifecycle (receiving -> queued / skipped);
 - `queue`: scoring jobs under leases; `outbox`: exports and the result objects they send;
-- `views`: typed read models (worklist, status) and the loops' heartbeats;
+- `views`: typed read models (worklist, status); `heartbeats`: the loops' health;
 - `retention`: finished studies whose files may go;
 - `database`: engine, sessions and the Alembic schema revision; `schema`: the tables.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dicom_node.index.catalog import Catalog
 from dicom_node.index.database import Database
+from dicom_node.index.heartbeats import Heartbeats
 from dicom_node.index.outbox import Outbox
 from dicom_node.index.queue import JobQueue
 from dicom_node.index.retention import Retention
-from dicom_node.index.views import Heartbeats, Views
+from dicom_node.index.views import Views
 
 
 class Index:

@@ -1,14 +1,12 @@
-"""Read models: the worklist, the node's status and lists of studies, instances and exports,
-as typed records; and the heartbeats of the supervised loops that `status` reports."""
+"""Read models: the worklist, the node's status (with the loops' heartbeats) and lists of
+studies, instances and exports, as typed records."""
 
 from __future__ import annotations
 
-import datetime as dt
-
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from dicom_node.index.catalog import instance_record
-from dicom_node.index.database import Database, utcnow
+from dicom_node.index.database import Database
 from dicom_node.index.records import (
     ExportRecord,
     IndexStatus,
@@ -151,52 +149,3 @@ class Views:
                 )
                 for e, uid in rows
             ]
-
-
-class Heartbeats:
-    """Where each supervised loop writes how it is doing, for `status` in another process."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def beat(
-        self,
-        loop: str,
-        owner: str,
-        deadline_s: float,
-        last_cycle_at: dt.datetime | None,
-        failures: int,
-        last_error: str,
-    ) -> None:
-        with self.db.session() as s:
-            row = s.scalars(
-                select(LoopHeartbeat).where(
-                    LoopHeartbeat.loop == loop, LoopHeartbeat.owner == owner
-                )
-            ).first()
-            if row is None:
-                row = LoopHeartbeat(loop=loop, owner=owner)
-                s.add(row)
-            row.deadline_s = deadline_s
-            row.last_cycle_at = last_cycle_at
-            row.failures = failures
-            row.last_error = last_error
-            row.updated_at = utcnow()
-
-    def owners(self) -> list[str]:
-        with self.db.session() as s:
-            return list(s.scalars(select(LoopHeartbeat.owner).distinct()))
-
-    def forget_owner(self, owner: str) -> None:
-        """Take every loop of a process that is gone (killed, crashed) off the report."""
-        with self.db.session() as s:
-            s.execute(delete(LoopHeartbeat).where(LoopHeartbeat.owner == owner))
-
-    def forget(self, loop: str, owner: str) -> None:
-        """A loop that stops cleanly takes itself off the report."""
-        with self.db.session() as s:
-            s.execute(
-                delete(LoopHeartbeat).where(
-                    LoopHeartbeat.loop == loop, LoopHeartbeat.owner == owner
-                )
-            )

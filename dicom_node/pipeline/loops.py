@@ -19,8 +19,8 @@ from collections.abc import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from dicom_node.index.database import utcnow
+from dicom_node.index.heartbeats import Heartbeats
 from dicom_node.index.records import LoopHealth
-from dicom_node.index.views import Heartbeats
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,7 @@ class SupervisedLoop:
         if not (self.failures or recovered or due):
             return
         try:
-            self.heartbeats.beat(
-                self.name,
-                self.owner,
-                self.deadline_s,
-                self.last_cycle_at,
-                self.failures,
-                self.last_error,
-            )
+            self.heartbeats.beat(self.health())
         except Exception as exc:  # the index itself may be what is failing
             log.debug("%s loop: cannot write its heartbeat: %s", self.name, exc)
             return

@@ -3,6 +3,7 @@ and free loopback ports. Each tool is looked up on PATH; a missing one names its
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -83,6 +84,18 @@ def wait_for_echo(port: int, called: str, proc: subprocess.Popen, timeout: float
             return
         time.sleep(0.2)
     raise RuntimeError(f"{called} did not answer C-ECHO on {port}")
+
+
+def acknowledged_files(storescu_log: str) -> list[str]:
+    """Files storescu saw answered Success, from its -v log."""
+    acked, current = [], None
+    for line in storescu_log.splitlines():
+        if m := re.match(r"I: Sending file: (.+)$", line):
+            current = m.group(1)
+        elif "Received Store Response (Success)" in line and current:
+            acked.append(current)
+            current = None
+    return acked
 
 
 def dciodvfy_errors(path: Path | str) -> list[str]:
