@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import urllib.request
@@ -40,7 +41,10 @@ class Orthanc:
         self.log_path = workdir / "orthanc.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            [require_tool("Orthanc"), str(config)], stdout=self._log, stderr=subprocess.STDOUT
+            [require_tool("Orthanc"), str(config)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TCP_NODELAY": "1"},  # dcmtk's network layer, as for every peer
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
