@@ -16,7 +16,8 @@ class ImageDecodeError(DicomNodeError):
 
 
 class ModelFileError(DicomNodeError):
-    """A model directory is missing, truncated or incompatible with this code."""
+    """A model cannot be loaded: its directory is missing, truncated or incompatible with this
+    code, or the device asked for is not there."""
 
 
 class TrainingError(DicomNodeError):

@@ -83,14 +83,9 @@ def worker_loops(settings: Settings, index: Index, owner: str) -> list[Supervise
 
 
 def load_configured_model(settings: Settings):
-    import torch
+    from dicom_node.model.ensemble import load_model, pick_device
 
-    from dicom_node.model.ensemble import load_model
-
-    device = settings.worker.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model(settings.model.path, device)
+    model = load_model(settings.model.path, pick_device(settings.worker.device))
     log.info("model %s on %s", model.name, model.device)
     return model
 

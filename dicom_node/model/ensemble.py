@@ -116,6 +116,15 @@ class AnomalyModel:
         (directory / MODEL_JSON).write_text(json.dumps(meta, indent=1) + "\n")
 
 
+def pick_device(name: str) -> torch.device:
+    """`auto` (a GPU when torch sees one), `cpu` or `cuda`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelFileError("device cuda: no CUDA device is visible to torch")
+    return torch.device(name)
+
+
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> AnomalyModel:
     """Load a model directory; any missing, truncated or incompatible file names itself."""
     directory = Path(directory)

@@ -40,7 +40,8 @@ def _model_path(args) -> Path:
 def cmd_train(args) -> int:
     import torch
 
-    from dicom_node.training.run import pick_device, run_training
+    from dicom_node.model.ensemble import pick_device
+    from dicom_node.training.run import run_training
 
     torch.set_num_threads(args.threads) if args.threads else None
     arch = Architecture(args.arch)

@@ -35,14 +35,6 @@ HELD_OUT_FRACTION = 0.1
 SAMPLE_EVERY = 10
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda: no CUDA device is visible to torch")
-    return torch.device(name)
-
-
 def train_member(
     recipe: Recipe,
     train_x: torch.Tensor,
