@@ -36,13 +36,9 @@ def handle_store(event, store: InstanceStore, watch: ConnectionWatch) -> int:
     watch.request_complete(event.assoc.dul.socket.socket)
     peer = Peer(event.assoc.requestor.ae_title.strip(), event.assoc.requestor.address)
     affected = str(event.request.AffectedSOPInstanceUID)
-    try:
-        result = store.store(
-            event.request.DataSet.getvalue(), event.context.transfer_syntax, peer, affected
-        )
-    except Exception:  # the store never raises; if it ever does, the peer still gets a status
-        log.exception("C-STORE %r from %r@%s failed", affected, peer.ae_title, peer.host)
-        return StoreStatus.OUT_OF_RESOURCES
+    result = store.store(  # never raises: every failure comes back as a status and a reason
+        event.request.DataSet.getvalue(), event.context.transfer_syntax, peer, affected
+    )
     if result.status is StoreStatus.SUCCESS:
         log.debug("C-STORE %r from %r@%s: %s", affected, peer.ae_title, peer.host, result.reason)
     else:
