@@ -148,6 +148,6 @@ def test_a_retried_export_sends_only_the_objects_not_yet_acknowledged(index):
     (report, _), (difference_map, sc_file) = due.objects
     index.outbox.object_delivered(due.id, report)  # the PACS stored the SR, then failed
     index.outbox.export_failed(due.id, "0xA700", retry_at=utcnow())
-    again = [e for e in iter(lambda: index.outbox.claim_due_export(60), None)]
+    again = list(iter(lambda: index.outbox.claim_due_export(60), None))  # every due export
     (retry,) = [e for e in again if e.id == due.id]
     assert retry.objects == ((difference_map, sc_file),)

@@ -13,7 +13,7 @@ from dicom_node.results.report import Algorithm, write_anomaly_report
 from dicom_node.samples import SAMPLES_DIR
 from dicom_node.testing.peers import dciodvfy_errors, storescu
 from tests.dicom_fixtures import with_new_uids
-from tests.nodes import wait_for
+from tests.nodes import destination, wait_for
 
 SOURCES = ("zhanglab_03_pneumonia.dcm", "cr_chest_pa_mono1_j2k.dcm")
 ALGORITHM = Algorithm("test-model", "1.0", {"image_size": "32"})
@@ -99,9 +99,7 @@ def test_secondary_capture_is_burned_in_and_passes_dciodvfy(tmp_path, name):
 def test_late_image_makes_a_new_result_version_that_replaces_the_old(make_node, pacs, tmp_path):
     node = make_node(
         worker={"enabled": True, "poll_s": 0.1},
-        destinations=[
-            {"name": "pacs", "ae_title": "DEMO_PACS", "host": "127.0.0.1", "port": pacs.port}
-        ],
+        destinations=destination(pacs.port),
     )
     study = pydicom.uid.generate_uid()
     first = with_new_uids(
@@ -136,7 +134,7 @@ NAMES = {  # PS3.5 Annex H (Japanese), and two European names
 @pytest.mark.integration
 def test_any_character_set_and_absent_type_2_attributes_get_their_report(make_node, pacs, tmp_path):
     from tests import dicom_fixtures as fx
-    from tests.nodes import FAST_WORKER, destination
+    from tests.nodes import FAST_WORKER
 
     node = make_node(worker=FAST_WORKER, destinations=destination(pacs.port))
     files = {key: fx.named(tmp_path / f"{key}.dcm", *value) for key, value in NAMES.items()}
