@@ -1,8 +1,10 @@
 """Ingest benchmark: dcmtk storescu sending 300 copies (distinct SOP Instance UIDs) of a 1.8 MB
 uncompressed DX and of a 73 KB JPEG baseline DX to the node, to Orthanc and to dcmtk storescp
-(each with the same favourable settings, printed first: see SETTINGS),
-on one association and on 4 parallel associations, interleaved; prints images/s, MB/s and the
-node's ratio to each peer. Run on purpose (not in CI):
+(each with the same favourable settings, printed first: see SETTINGS), and to a pynetdicom SCP
+that stores nothing (the node's own network layer answering Success at once: the ceiling of
+any pynetdicom-based receiver), on one association and on 4 parallel associations,
+interleaved; prints images/s, MB/s, the receiver's CPU seconds per image (all its threads and
+processes) and the node's ratio to each peer. Run on purpose (not in CI):
 
     .venv/bin/python benchmarks/ingest.py [--copies 300] [--rounds 2] [--processes 1 2]
 """
@@ -48,7 +50,7 @@ def node(workdir: Path, processes: int):
                     "processes": processes,
                 },
                 "storage": {"data_dir": str(workdir / "data")},
-                "studies": {"stable_after_s": 3600},
+                "studies": {"stable_after_s": 3600, "completion": []},
             }
         )
     )
@@ -59,7 +61,7 @@ def node(workdir: Path, processes: int):
     )
     try:
         wait_for_echo(port, "DICOM_NODE", proc)
-        yield "DICOM_NODE", port
+        yield "DICOM_NODE", port, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=120)
@@ -69,9 +71,10 @@ def node(workdir: Path, processes: int):
 MAX_PDU = 131072  # dcmtk's largest; storescu sends PDUs no larger, whatever the node offers
 SETTINGS = (
     f"all receivers: TCP_NODELAY=1, max PDU {MAX_PDU} (the node offers 4 MiB, storescu sends "
-    f"at most {MAX_PDU}); fsync before Success: node yes, Orthanc yes (SyncStorageArea), "
-    "storescp no (dcmtk has no such option); index: node SQLite (WAL, synchronous=FULL), "
-    "Orthanc SQLite, storescp none"
+    f"at most {MAX_PDU}); syncs before Success: node 3 per image (fsync of the file, of its "
+    "directory entry, and of the SQLite WAL: synchronous=FULL), Orthanc SyncStorageArea=true "
+    "(strace: one fdatasync per image, its SQLite index not synced), storescp none (dcmtk has "
+    "no such option), null SCP none (stores nothing)"
 )
 
 
@@ -80,7 +83,60 @@ def orthanc(workdir: Path):
     with Orthanc(
         workdir, DicomCheckCalledAet=False, SyncStorageArea=True, MaximumPduLength=MAX_PDU
     ) as pacs:
-        yield "ORTHANC", pacs.dicom_port
+        yield "ORTHANC", pacs.dicom_port, pacs.proc.pid
+
+
+@contextlib.contextmanager
+def pynetdicom_null(workdir: Path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--null-scp", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_echo(port, "NULL_SCP", proc)
+        yield "NULL_SCP", port, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def serve_null_scp(port: int) -> None:
+    """The node's network layer (NodeServer, the same PDU size and contexts) answering every
+    C-STORE with Success without looking at it."""
+    from pynetdicom import AE, evt
+    from pynetdicom.presentation import AllStoragePresentationContexts
+    from pynetdicom.sop_class import Verification
+
+    from dicom_node.dicom.terms import ACCEPTED_TRANSFER_SYNTAXES
+    from dicom_node.ingest.connections import NodeServer
+    from dicom_node.ingest.scp import MAX_PDU_BYTES
+
+    ae = AE("NULL_SCP")
+    ae.maximum_pdu_size = MAX_PDU_BYTES
+    ae.add_supported_context(Verification)
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
+    handlers = [(evt.EVT_C_STORE, lambda event: 0), (evt.EVT_C_ECHO, lambda event: 0)]
+    ae.make_server(
+        ("127.0.0.1", port), evt_handlers=handlers, server_class=NodeServer
+    ).serve_forever()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, its threads and its descendants so far."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 @contextlib.contextmanager
@@ -106,7 +162,7 @@ def storescp(workdir: Path):
     )
     try:
         wait_for_echo(port, "STORESCP", proc)
-        yield "STORESCP", port
+        yield "STORESCP", port, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -156,15 +212,20 @@ def main() -> None:
         default=[1, 2],
         help="node.processes settings to measure",
     )
+    parser.add_argument("--null-scp", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.null_scp:
+        return serve_null_scp(args.null_scp)
     for tool in ("storescu", "storescp", "echoscu", "Orthanc"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install dcmtk orthanc")
     print(f"settings: {SETTINGS}")
     root = Path(tempfile.mkdtemp(prefix="dicom-node-bench-"))
     targets = {f"node (processes={n})": (lambda w, n=n: node(w, n)) for n in args.processes}
-    targets.update({"orthanc": orthanc, "storescp": storescp})
-    results: dict[tuple[str, str, int], list[float]] = {}
+    targets.update(
+        {"orthanc": orthanc, "storescp": storescp, "pynetdicom null SCP": pynetdicom_null}
+    )
+    results: dict[tuple[str, str, int], list[tuple[float, float]]] = {}
     try:
         for label, (name, option) in FILES.items():
             files = make_copies(name, args.copies, root / label.replace(" ", "_"))
@@ -173,10 +234,12 @@ def main() -> None:
                 for assocs in (1, 4):
                     for target, start in targets.items():
                         work = Path(tempfile.mkdtemp(dir=root))
-                        with start(work) as (aet, port):
+                        with start(work) as (aet, port, pid):
+                            cpu = cpu_seconds(pid)
                             seconds = send(aet, port, files, option, assocs)
+                            cpu = cpu_seconds(pid) - cpu
                         shutil.rmtree(work, ignore_errors=True)
-                        results.setdefault((label, target, assocs), []).append(seconds)
+                        results.setdefault((label, target, assocs), []).append((seconds, cpu))
                         print(
                             f"  round {rnd + 1} {label:<10} {assocs} assoc {target:<20}"
                             f" {args.copies / seconds:7.1f} images/s",
@@ -188,14 +251,17 @@ def main() -> None:
                 f"median of {args.rounds} rounds"
             )
             print(
-                f"{'target':<22}{'assoc':>6}{'images/s':>10}{'MB/s':>8}{'/orthanc':>10}{'/storescp':>10}"
+                f"{'target':<22}{'assoc':>6}{'images/s':>10}{'MB/s':>8}{'CPU ms/img':>11}"
+                f"{'/orthanc':>10}{'/storescp':>10}"
             )
             for assocs in (1, 4):
-                med = {t: statistics.median(results[(label, t, assocs)]) for t in targets}
+                runs = {t: results[(label, t, assocs)] for t in targets}
+                med = {t: statistics.median(s for s, _ in r) for t, r in runs.items()}
                 for t in targets:
-                    rate = args.copies / med[t]
+                    cpu_ms = 1000 * statistics.median(c for _, c in runs[t]) / args.copies
                     print(
-                        f"{t:<22}{assocs:>6}{rate:>10.1f}{megabytes / med[t]:>8.1f}"
+                        f"{t:<22}{assocs:>6}{args.copies / med[t]:>10.1f}"
+                        f"{megabytes / med[t]:>8.1f}{cpu_ms:>11.2f}"
                         f"{med['orthanc'] / med[t]:>9.2f}x{med['storescp'] / med[t]:>9.2f}x"
                     )
     finally:

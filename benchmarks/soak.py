@@ -86,7 +86,7 @@ def main() -> None:
                     "max_associations_per_host": 32,
                 },
                 "storage": {"data_dir": str(root / "node"), "database_url": args.database_url},
-                "studies": {"stable_after_s": 2},
+                "studies": {"stable_after_s": 2, "completion": []},
                 "worker": {
                     "poll_s": 0.2,
                     "export": {"max_attempts": 1000, "backoff_s": 2, "max_backoff_s": 10},

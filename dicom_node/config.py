@@ -140,14 +140,61 @@ class AcceptRules:
 
 
 @dataclass(frozen=True)
+class CompletionRule:
+    """When a study from some senders or of some modality is complete without an MPPS: after
+    its own quiet period, or as soon as it holds the expected number of instances."""
+
+    calling_ae: str | None = None  # the sender's AE title; None: any
+    modality: str | None = None  # any instance of the study has it; None: any
+    stable_after_s: float | None = None  # None: the studies' default quiet period
+    expected_instances: int | None = None  # complete at once with this many; None: no count
+
+    def check(self) -> str | None:
+        if self.calling_ae is not None and (err := _check_ae_title(self.calling_ae)):
+            return err
+        if self.stable_after_s is not None and self.stable_after_s <= 0:
+            return f"stable_after_s must be positive, got {self.stable_after_s}"
+        if self.expected_instances is not None and self.expected_instances < 1:
+            return f"expected_instances must be at least 1, got {self.expected_instances}"
+        if self.stable_after_s is None and self.expected_instances is None:
+            return "a completion rule needs stable_after_s, expected_instances or both"
+        return None
+
+    def matches(self, calling_aes: set[str], modalities: set[str]) -> bool:
+        return (self.calling_ae is None or self.calling_ae in calling_aes) and (
+            self.modality is None or self.modality.upper() in modalities
+        )
+
+
+@dataclass(frozen=True)
 class StudySettings:
-    stable_after_s: float = 30.0
+    stable_after_s: float = 30.0  # quiet period when no MPPS and no rule completes a study
+    completion: tuple[CompletionRule, ...] = (
+        CompletionRule(modality="CR", stable_after_s=5.0),
+        CompletionRule(modality="DX", stable_after_s=5.0),
+    )
     accept: AcceptRules = field(default_factory=AcceptRules)
 
     def check(self) -> str | None:
         if self.stable_after_s <= 0:
             return f"stable_after_s must be positive, got {self.stable_after_s}"
         return None
+
+    def rule_for(self, calling_aes: set[str], modalities: set[str]) -> CompletionRule:
+        """The first completion rule matching a study; the default quiet period otherwise."""
+        for rule in self.completion:
+            if rule.matches(calling_aes, modalities):
+                return rule
+        return CompletionRule(stable_after_s=self.stable_after_s)
+
+    def quiet_period_s(self, rule: CompletionRule) -> float:
+        return rule.stable_after_s if rule.stable_after_s is not None else self.stable_after_s
+
+    @property
+    def shortest_quiet_period_s(self) -> float:
+        return min(
+            [self.stable_after_s] + [r.stable_after_s for r in self.completion if r.stable_after_s]
+        )
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def write_config(path: Path, database_url: str | None, **sections) -> Path:
     config = {
         "node": {"ae_title": "DICOM_NODE", "host": "127.0.0.1", "port": free_port()},
         "storage": {"data_dir": "data", "database_url": database_url},
-        "studies": {"stable_after_s": 1},
+        "studies": {"stable_after_s": 1, "completion": []},
         "worker": {"enabled": False},
     }
     for key, value in sections.items():

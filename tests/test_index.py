@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,11 +35,11 @@ def index(index_url):
 
 
 def test_late_image_reopens_a_complete_study_as_its_next_version(index):
-    index.catalog.record_instance(received(1, study=7), 1, "a")
+    index.catalog.keep_instance(received(1, study=7), "a")
     later = utcnow() + dt.timedelta(seconds=1)
     (study,) = index.views.studies()
     assert index.catalog.complete_study(study.id, later, True, "chest") is StudyState.QUEUED
-    index.catalog.record_instance(received(2, study=7), 1, "b")
+    index.catalog.keep_instance(received(2, study=7), "b")
     (study,) = index.views.studies()
     assert study.version == 2 and study.state is StudyState.RECEIVING
     assert "reopened: new image after queued of version 1" in study.reason
@@ -46,7 +47,7 @@ def test_late_image_reopens_a_complete_study_as_its_next_version(index):
 
 
 def test_a_study_that_changed_after_the_sweep_looked_is_not_completed(index):
-    index.catalog.record_instance(received(1), 1, "a")
+    index.catalog.keep_instance(received(1), "a")
     (study,) = index.views.studies()
     before = utcnow() - dt.timedelta(seconds=5)  # the image arrived after this "quiet since"
     assert index.catalog.complete_study(study.id, before, True, "chest") is None
@@ -54,8 +55,9 @@ def test_a_study_that_changed_after_the_sweep_looked_is_not_completed(index):
 
 
 def test_newest_version_of_each_instance_is_what_the_study_holds(index):
-    index.catalog.record_instance(received(1), 1, "a")
-    index.catalog.record_instance(received(1), 2, "b")
+    assert index.catalog.keep_instance(received(1), "a") == 1
+    assert index.catalog.keep_instance(received(1), "a") is None  # the same bytes again
+    assert index.catalog.keep_instance(replace(received(1), sha256="f" * 64), "b") == 2
     (only,) = index.catalog.study_contents(index.views.studies()[0].id)
     assert only.version == 2 and only.file == "b"
     assert [v.version for v in index.catalog.versions_of(only.sop_instance_uid)] == [1, 2]
@@ -63,7 +65,7 @@ def test_newest_version_of_each_instance_is_what_the_study_holds(index):
 
 def test_worklist_reads_urgent_first_then_by_score_then_by_waiting_time(index):
     for i in range(4):
-        index.catalog.record_instance(received(i), 1, f"f{i}")
+        index.catalog.keep_instance(received(i), f"f{i}")
     later = utcnow() + dt.timedelta(seconds=1)
     for study in index.views.studies():  # completed in id order: 0 waits longest
         index.catalog.complete_study(study.id, later, True, "chest")

@@ -52,7 +52,7 @@ def received(i: int, study: int | None = None, body_part: str = "CHEST") -> Rece
 
 def queue_studies(index: Index, n: int) -> None:
     for i in range(n):
-        index.catalog.record_instance(received(i), 1, f"f{i}")
+        index.catalog.keep_instance(received(i), f"f{i}")
     later = utcnow() + dt.timedelta(seconds=1)
     for study in index.views.studies():
         assert index.catalog.complete_study(study.id, later, True, "chest") is not None

@@ -59,7 +59,7 @@ def run_demo(base: Settings, timeout_s: float = 300) -> int:
             base.node, host="127.0.0.1", port=_free_port(), accept_from=(), processes=1
         ),
         storage=dataclasses.replace(base.storage, data_dir=workdir / "node", database_url=None),
-        studies=dataclasses.replace(base.studies, stable_after_s=2.0),
+        studies=dataclasses.replace(base.studies, stable_after_s=2.0, completion=()),
         worker=dataclasses.replace(base.worker, enabled=True, poll_s=0.2),
         destinations=(Destination("demo-pacs", PACS_AE, "127.0.0.1", pacs.port),),
     )

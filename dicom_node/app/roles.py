@@ -24,7 +24,7 @@ from dicom_node.index.records import LoopHealth
 from dicom_node.ingest.scp import start_scp
 from dicom_node.ingest.spool import Spool
 from dicom_node.ingest.store import InstanceStore
-from dicom_node.pipeline.completion import complete_stable_studies, sweep_interval_s
+from dicom_node.pipeline.completion import SWEEP_INTERVAL_S, complete_studies
 from dicom_node.pipeline.loops import LoopRunner, SupervisedLoop
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,10 @@ class RunningNode:
             p.start()
         completion = _loop(
             "completion",
-            lambda: bool(complete_stable_studies(self.index.catalog, settings.studies)),
-            sweep_interval_s(settings.studies),
+            lambda: bool(
+                complete_studies(self.index.catalog, self.index.performed_steps, settings.studies)
+            ),
+            SWEEP_INTERVAL_S,
             settings,
             self.index,
             self.owner,
@@ -148,6 +150,7 @@ class RunningNode:
         self.scp = start_scp(
             settings.node,
             store,
+            self.index.performed_steps,
             reuse_port=settings.node.processes > 1,
             max_instance_bytes=settings.storage.max_instance_bytes,
         )
@@ -195,6 +198,7 @@ def _scp_process(settings: Settings) -> None:
     scp = start_scp(
         settings.node,
         store,
+        index.performed_steps,
         reuse_port=True,
         max_instance_bytes=settings.storage.max_instance_bytes,
     )

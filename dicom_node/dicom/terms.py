@@ -58,6 +58,17 @@ class StoreStatus(IntEnum):
     CANNOT_UNDERSTAND = 0xC210  # the dataset cannot be parsed
 
 
+class StepRequestStatus(IntEnum):
+    """N-CREATE / N-SET statuses of the MPPS SCP (PS3.4 F.7.2, PS3.7 10.1.5 and 10.1.1)."""
+
+    SUCCESS = 0x0000
+    INVALID_ATTRIBUTE_VALUE = 0x0106
+    PROCESSING_FAILURE = 0x0110  # also: a COMPLETED or DISCONTINUED step may not be updated
+    DUPLICATE_INSTANCE = 0x0111
+    NO_SUCH_INSTANCE = 0x0112
+    RESOURCE_LIMITATION = 0x0213  # the index is unavailable: the modality retries later
+
+
 def is_image_sop_class(uid: str) -> bool:
     """Storage SOP classes whose name says Image (CR, DX, SC, CT, ...)."""
     return "Image" in UID(uid).name and "Storage" in UID(uid).name

@@ -3,7 +3,7 @@
 - `catalog`: instances, studies and the study lifecycle (receiving -> queued / skipped);
 - `queue`: scoring jobs under leases; `outbox`: exports and the result objects they send;
 - `views`: typed read models (worklist, status); `heartbeats`: the loops' health;
-- `retention`: finished studies whose files may go;
+- `retention`: finished studies whose files may go; `performed_steps`: MPPS from modalities;
 - `database`: engine, sessions and the Alembic schema revision; `schema`: the tables.
 """
 
@@ -13,6 +13,7 @@ from dicom_node.index.catalog import Catalog
 from dicom_node.index.database import Database
 from dicom_node.index.heartbeats import Heartbeats
 from dicom_node.index.outbox import Outbox
+from dicom_node.index.performed_steps import PerformedSteps
 from dicom_node.index.queue import JobQueue
 from dicom_node.index.retention import Retention
 from dicom_node.index.views import Views
@@ -37,6 +38,7 @@ class Index:
         self.views = Views(self.db)
         self.heartbeats = Heartbeats(self.db)
         self.retention = Retention(self.db)
+        self.performed_steps = PerformedSteps(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -4,11 +4,13 @@ lifecycle from receiving to complete (queued for scoring, or skipped with its re
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
 
 from dicom_node.index.database import Database, utcnow
-from dicom_node.index.records import InstanceRecord, ReceivedInstance
+from dicom_node.index.records import InstanceRecord, ReceivedInstance, ReceivingStudy
 from dicom_node.index.schema import (
     Instance,
     Job,
@@ -55,79 +57,80 @@ class Catalog:
             )
             return [instance_record(row) for row in rows]
 
-    def record_instance(self, rec: ReceivedInstance, version: int, file: str) -> None:
-        """Commit the instance row (and its patient, study, series); reopens a finished study."""
+    def keep_instance(
+        self, rec: ReceivedInstance, file: str, place: Callable[[], object] = lambda: None
+    ) -> int | None:
+        """In one transaction: decide the version of these bytes, `place()` their file at
+        `file`, and commit the instance row (and its patient, study, series; a finished study
+        is reopened). Returns the version, or None when identical bytes are already kept.
+
+        This is the hot path of ingest: one short transaction of statements built once, with
+        the values as parameters (no ORM unit of work)."""
         now = utcnow()
         with self.db.session() as s:
-            patient = s.scalars(select(Patient).where(Patient.patient_id == rec.patient_id)).first()
-            if patient is None:
-                patient = Patient(patient_id=rec.patient_id, name=rec.patient_name)
-                s.add(patient)
-                s.flush()
-            elif rec.patient_name and patient.name != rec.patient_name:
-                patient.name = rec.patient_name  # a corrected name: the latest one stands
-            study = s.scalars(
-                select(Study).where(Study.study_uid == rec.study_uid).with_for_update()
-            ).first()
-            if study is None:
-                study = Study(
-                    study_uid=rec.study_uid,
-                    patient_id=patient.id,
-                    accession_number=rec.accession_number,
-                    study_date=rec.study_date,
-                    version=1,
-                    state=StudyState.RECEIVING,
-                    reason="",
-                    first_received_at=now,
-                    last_received_at=now,
+            kept = s.execute(_KEPT_VERSIONS, {"uid": rec.sop_instance_uid}).all()
+            if any(sha256 == rec.sha256 for _, sha256 in kept):
+                return None
+            version = 1 + max((v for v, _ in kept), default=0)
+            place()
+            patient_id = _patient_id(s, rec)
+            study_id, study_version = _receiving_study(s, rec, patient_id, now)
+            series_id = s.scalar(_SERIES_ID, {"uid": rec.series_uid})
+            if series_id is None:
+                series_id = s.scalar(
+                    _NEW_SERIES,
+                    {"series_uid": rec.series_uid, "study_id": study_id, "modality": rec.modality},
                 )
-                s.add(study)
-                s.flush()
-            elif study.state is not StudyState.RECEIVING:
-                study.version += 1
-                study.reason = (
-                    f"reopened: new image after {study.state.value} of version {study.version - 1}"
-                )
-                study.state = StudyState.RECEIVING
-                study.completed_at = None
-                study.purged_at = None  # retention looks at the new version afresh
-            study.last_received_at = now
-            series = s.scalars(select(Series).where(Series.series_uid == rec.series_uid)).first()
-            if series is None:
-                series = Series(series_uid=rec.series_uid, study_id=study.id, modality=rec.modality)
-                s.add(series)
-                s.flush()
-            s.add(
-                Instance(
-                    sop_instance_uid=rec.sop_instance_uid,
-                    version=version,
-                    series_id=series.id,
-                    study_id=study.id,
-                    study_version=study.version,
-                    sop_class_uid=rec.sop_class_uid,
-                    transfer_syntax_uid=rec.transfer_syntax_uid,
-                    modality=rec.modality,
-                    body_part=rec.body_part,
-                    size=rec.size,
-                    sha256=rec.sha256,
-                    calling_ae=rec.calling_ae,
-                    peer_host=rec.peer_host,
-                    received_at=now,
-                    file=file,
-                )
+            s.execute(
+                insert(Instance),
+                {
+                    "sop_instance_uid": rec.sop_instance_uid,
+                    "version": version,
+                    "series_id": series_id,
+                    "study_id": study_id,
+                    "study_version": study_version,
+                    "sop_class_uid": rec.sop_class_uid,
+                    "transfer_syntax_uid": rec.transfer_syntax_uid,
+                    "modality": rec.modality,
+                    "body_part": rec.body_part,
+                    "size": rec.size,
+                    "sha256": rec.sha256,
+                    "calling_ae": rec.calling_ae,
+                    "peer_host": rec.peer_host,
+                    "received_at": now,
+                    "file": file,
+                },
             )
+            return version
 
     # -- study completion -----------------------------------------------------------------
-    def stable_studies(self, quiet_since: dt.datetime) -> list[int]:
+    def receiving_studies(self) -> list[ReceivingStudy]:
+        """Every study still receiving, with who sent it, its modalities and instances."""
         with self.db.session() as s:
-            return list(
-                s.scalars(
-                    select(Study.id).where(
-                        Study.state == StudyState.RECEIVING,
-                        Study.last_received_at <= quiet_since,
-                    )
+            rows = s.execute(
+                select(
+                    Study.id,
+                    Study.study_uid,
+                    Study.last_received_at,
+                    Instance.calling_ae,
+                    Instance.modality,
+                    Instance.sop_instance_uid,
                 )
+                .join(Instance, Instance.study_id == Study.id)
+                .where(Study.state == StudyState.RECEIVING, Instance.file != "")
+            ).all()
+        found: dict[int, tuple[str, dt.datetime, set[str], set[str], set[str]]] = {}
+        for row in rows:
+            _, _, aes, modalities, uids = found.setdefault(
+                row.id, (row.study_uid, row.last_received_at, set(), set(), set())
             )
+            aes.add(row.calling_ae)
+            modalities.add(row.modality)
+            uids.add(row.sop_instance_uid)
+        return [
+            ReceivingStudy(sid, uid, last, frozenset(a), frozenset(m), frozenset(u))
+            for sid, (uid, last, a, m, u) in found.items()
+        ]
 
     def study_contents(self, study_id: int) -> list[InstanceRecord]:
         """The newest version of each instance of the study still on disk."""
@@ -143,10 +146,16 @@ class Catalog:
         return list(newest.values())
 
     def complete_study(
-        self, study_id: int, quiet_since: dt.datetime, accepted: bool, reason: str
+        self,
+        study_id: int,
+        quiet_since: dt.datetime,
+        accepted: bool,
+        reason: str,
+        completed_by: str = "",
     ) -> StudyState | None:
-        """Mark a quiet study complete: queued with one scoring job for its version, or
-        skipped with the reason. None when a late image arrived meanwhile (still receiving)."""
+        """Mark a study complete (`completed_by` says what decided it): queued with one scoring
+        job for its version, or skipped with the reason. None when an image arrived after
+        `quiet_since` (the moment the decision looked at): it is still receiving."""
         now = utcnow()
         with self.db.session() as s:
             study = s.get(Study, study_id, with_for_update=True)
@@ -157,6 +166,7 @@ class Catalog:
             ):
                 return None
             study.completed_at = now
+            study.completed_by = completed_by
             study.reason = reason
             if not accepted:
                 study.state = StudyState.SKIPPED
@@ -177,3 +187,66 @@ class Catalog:
                 )
             )
             return StudyState.QUEUED
+
+
+_KEPT_VERSIONS = select(Instance.version, Instance.sha256).where(
+    Instance.sop_instance_uid == bindparam("uid")
+)
+_SERIES_ID = select(Series.id).where(Series.series_uid == bindparam("uid"))
+_NEW_SERIES = insert(Series).returning(Series.id)
+_PATIENT = select(Patient.id, Patient.name).where(Patient.patient_id == bindparam("pid"))
+_NEW_PATIENT = insert(Patient).returning(Patient.id)
+_RENAME_PATIENT = update(Patient).where(Patient.id == bindparam("row_id"))
+_STUDY = (
+    select(Study.id, Study.version, Study.state)
+    .where(Study.study_uid == bindparam("uid"))
+    .with_for_update()
+)
+_NEW_STUDY = insert(Study).returning(Study.id)
+
+
+def _patient_id(s: Session, rec: ReceivedInstance) -> int:
+    """The patient's row id; a corrected name replaces the one kept (the latest stands)."""
+    row = s.execute(_PATIENT, {"pid": rec.patient_id}).first()
+    if row is None:
+        return s.scalar(_NEW_PATIENT, {"patient_id": rec.patient_id, "name": rec.patient_name})
+    if rec.patient_name and row.name != rec.patient_name:
+        s.execute(_RENAME_PATIENT, {"row_id": row.id, "name": rec.patient_name})
+    return row.id
+
+
+def _receiving_study(
+    s: Session, rec: ReceivedInstance, patient_id: int, now: dt.datetime
+) -> tuple[int, int]:
+    """The study's id and version once it is receiving this image: new, still receiving, or a
+    finished study reopened as its next version."""
+    row = s.execute(_STUDY, {"uid": rec.study_uid}).first()
+    if row is None:
+        study_id = s.scalar(
+            _NEW_STUDY,
+            {
+                "study_uid": rec.study_uid,
+                "patient_id": patient_id,
+                "accession_number": rec.accession_number,
+                "study_date": rec.study_date,
+                "version": 1,
+                "state": StudyState.RECEIVING,
+                "reason": "",
+                "first_received_at": now,
+                "last_received_at": now,
+            },
+        )
+        return study_id, 1
+    change: dict = {"last_received_at": now}
+    version = row.version
+    if row.state is not StudyState.RECEIVING:
+        version += 1
+        change.update(
+            version=version,
+            state=StudyState.RECEIVING,
+            reason=f"reopened: new image after {row.state.value} of version {row.version}",
+            completed_at=None,
+            purged_at=None,  # retention looks at the new version afresh
+        )
+    s.execute(update(Study).where(Study.id == row.id).values(**change))
+    return row.id, version

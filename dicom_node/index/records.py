@@ -39,6 +39,18 @@ class ReceivedInstance:
 
 
 @dataclass(frozen=True)
+class ReceivingStudy:
+    """A study still receiving images, as completion sees it."""
+
+    id: int
+    study_uid: str
+    last_received_at: dt.datetime
+    calling_aes: frozenset[str]
+    modalities: frozenset[str]
+    sop_instance_uids: frozenset[str]
+
+
+@dataclass(frozen=True)
 class InstanceRecord:
     id: int
     sop_instance_uid: str

@@ -33,6 +33,14 @@ class StudyState(str, Enum):
     NOT_SCORED = "not_scored"  # scoring failed for good (reason kept)
 
 
+class StepStatus(str, Enum):
+    """Performed Procedure Step Status (0040,0252) of an MPPS, as the modality set it."""
+
+    IN_PROGRESS = "IN PROGRESS"
+    COMPLETED = "COMPLETED"
+    DISCONTINUED = "DISCONTINUED"
+
+
 class JobKind(str, Enum):
     SCORE = "score"
 
@@ -97,6 +105,7 @@ class Study(Base):
     max_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     max_percentile: Mapped[float | None] = mapped_column(Float, nullable=True)
     scored_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    completed_by: Mapped[str] = mapped_column(Text, default="")  # what decided it was complete
     # Retention removed its spool and result files then; the rows keep the record.
     purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
@@ -128,6 +137,21 @@ class Instance(Base):
     peer_host: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime)
     file: Mapped[str] = mapped_column(Text)  # relative to the spool directory
+
+
+class PerformedStep(Base):
+    """One Modality Performed Procedure Step a modality created (N-CREATE) and updated (N-SET):
+    its status and the instances it says it made."""
+
+    __tablename__ = "performed_step"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)  # "" when none was given
+    status: Mapped[StepStatus] = mapped_column(_enum(StepStatus))
+    calling_ae: Mapped[str] = mapped_column(String(16))
+    referenced: Mapped[str] = mapped_column(Text, default="[]")  # JSON: SOP Instance UIDs
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
 class Job(Base):

@@ -18,7 +18,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from dicom_node.config import PeerRule
 
@@ -144,10 +145,78 @@ def _shut(sock: socket.socket) -> None:
         pass  # already closed
 
 
+class PromptDul(DULServiceProvider):
+    """pynetdicom's DUL reactor polls its socket and queues and sleeps a fixed 1 ms after
+    every pass that found nothing to do, so each request and each response waits up to 1 ms
+    to be noticed (a third of the time of a small C-STORE). This one polls every 50 us for
+    50 ms after its last activity and every 1 ms after that: a busy association answers
+    promptly, an idle one costs no more CPU than before."""
+
+    HOT_S = 0.05
+    HOT_DELAY_S = 0.00005
+    IDLE_DELAY_S = 0.001
+    _active_at = 0.0
+
+    @property
+    def _run_loop_delay(self) -> float:
+        hot = time.monotonic() - self._active_at < self.HOT_S
+        return self.HOT_DELAY_S if hot else self.IDLE_DELAY_S
+
+    @_run_loop_delay.setter
+    def _run_loop_delay(self, _value: float) -> None:
+        pass  # the DUL's constructor sets its fixed delay; ours is computed
+
+    def _process_recv_primitive(self) -> bool:
+        if super()._process_recv_primitive():  # a primitive from the association went out
+            self._active_at = time.monotonic()
+            return True
+        return False
+
+    def _is_transport_event(self) -> bool:
+        if super()._is_transport_event():  # a PDU came in
+            self._active_at = time.monotonic()
+            return True
+        return False
+
+
+class BulkReadSocket(AssociationSocket):
+    """pynetdicom reads a PDU 4 KiB per recv() call, appending each piece to a bytearray:
+    450 Python-level calls for a 1.8 MB image. This reads into one buffer of the PDU's
+    size, as much as the kernel has per call."""
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        buffer = bytearray(nr_bytes)
+        view = memoryview(buffer)
+        got = 0
+        while got < nr_bytes:
+            n = self.socket.recv_into(view[got:])
+            if not n:  # the peer closed: what came so far, as pynetdicom's own recv does
+                del view
+                return buffer[:got]
+            got += n
+        return buffer
+
+
+class NodeRequestHandler(RequestHandler):
+    """Each accepted association gets the prompt DUL and the bulk-reading socket. Both only
+    override behaviour of pynetdicom's classes (no new state), so the objects pynetdicom
+    made and configured are kept and given the subclass."""
+
+    def _create_association(self):
+        assoc = super()._create_association()
+        assoc.dul.__class__ = PromptDul
+        assoc.dul.socket.__class__ = BulkReadSocket
+        return assoc
+
+
 class NodeServer(ThreadedAssociationServer):
-    """The association server, with its `ConnectionWatch`; disables Nagle on accepted sockets."""
+    """The association server, with its `ConnectionWatch`; disables Nagle on accepted sockets;
+    serves each association with `NodeRequestHandler`."""
 
     watch: ConnectionWatch | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, request_handler=NodeRequestHandler, **kwargs)
 
     def verify_request(self, request, client_address) -> bool:
         return self.watch is None or self.watch.admit(request, client_address[0])

@@ -1,4 +1,5 @@
-"""The node's DIMSE front door: a pynetdicom SCP answering C-ECHO and C-STORE.
+"""The node's DIMSE front door: a pynetdicom SCP answering C-ECHO, C-STORE and the MPPS
+N-CREATE / N-SET (`mpps`).
 
 The store handler stays thin: it hands the encoded dataset to the protocol-neutral
 `InstanceStore` and answers the status it returns. Connections are admitted and bounded by
@@ -17,10 +18,12 @@ from dataclasses import dataclass
 from pynetdicom import AE, evt
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.presentation import AllStoragePresentationContexts
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 
 from dicom_node.config import NodeSettings, PeerRule
 from dicom_node.dicom.terms import ACCEPTED_TRANSFER_SYNTAXES, StoreStatus
+from dicom_node.index.performed_steps import PerformedSteps
+from dicom_node.ingest import mpps
 from dicom_node.ingest.connections import ConnectionWatch, NodeServer, SharedPortServer
 from dicom_node.ingest.store import InstanceStore, Peer
 
@@ -116,6 +119,7 @@ class StoreScp:
 def start_scp(
     settings: NodeSettings,
     store: InstanceStore,
+    steps: PerformedSteps,
     reuse_port: bool = False,
     max_instance_bytes: int = 0,
 ) -> StoreScp:
@@ -127,6 +131,7 @@ def start_scp(
     ae.network_timeout = settings.network_timeout_s
     ae.dimse_timeout = settings.network_timeout_s
     ae.add_supported_context(Verification)
+    ae.add_supported_context(ModalityPerformedProcedureStep)
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
     watch = ConnectionWatch(
@@ -142,6 +147,8 @@ def start_scp(
         (evt.EVT_ACCEPTED, log_rejected_contexts),
         (evt.EVT_C_ECHO, lambda event: StoreStatus.SUCCESS),
         (evt.EVT_C_STORE, handle_store, [store, watch]),
+        (evt.EVT_N_CREATE, mpps.handle_create, [steps, watch]),
+        (evt.EVT_N_SET, mpps.handle_set, [steps, watch]),
         (evt.EVT_PDU_RECV, note_pdu_received, [watch]),
     ]
     server = ae.make_server(

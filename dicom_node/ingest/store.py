@@ -106,21 +106,20 @@ class InstanceStore:
             calling_ae=peer.ae_title,
             peer_host=peer.host,
         )
+        relative = self.spool.relative_path(rec.sha256)
         try:
             with self._versions:
-                versions = self.catalog.versions_of(rec.sop_instance_uid)
-                if any(v.sha256 == rec.sha256 for v in versions):
-                    return Outcome.DUPLICATE  # identical to a version already kept
-                version = 1 + max((v.version for v in versions), default=0)
-                relative = self.spool.relative_path(rec.sha256)
-                self.spool.commit(spooled, relative)
-                self.catalog.record_instance(rec, version, relative)
+                version = self.catalog.keep_instance(
+                    rec, relative, lambda: self.spool.commit(spooled, relative)
+                )
         except IntegrityError as exc:  # another node process indexed this version first
             raise RejectedInstance(
                 StoreStatus.OUT_OF_RESOURCES, f"concurrent write: {exc}"
             ) from exc
         finally:
             self.spool.discard(spooled)
+        if version is None:
+            return Outcome.DUPLICATE  # identical to a version already kept
         if version > 1:
             log.info(
                 "SOP Instance %r received again with different bytes: kept as version %d",
