@@ -1,12 +1,13 @@
 """A real SCU for tests that must send what well-behaved tools refuse to: datasets without a
-SOP Instance UID, empty datasets, and transfers cut off half way."""
+SOP Instance UID, empty datasets, and transfers cut off half way; and a modality's MPPS."""
 
 from __future__ import annotations
 
 import time
 from io import BytesIO
 
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
@@ -99,3 +100,38 @@ def associate_rq_bytes(port: int, calling: str = "SLOWPEER") -> bytes:
     pdu = A_ASSOCIATE_RQ()
     pdu.from_primitive(primitive)
     return pdu.encode()
+
+
+MPPS_CONTEXT = "1.2.840.10008.3.1.2.3.3"  # Modality Performed Procedure Step
+
+
+def performed_step(
+    status: str, study_uid: str | None = None, images: tuple[str, ...] = ()
+) -> Dataset:
+    """An MPPS attribute list: its status, the study it belongs to, the images it made."""
+    ds = Dataset()
+    ds.PerformedProcedureStepStatus = status
+    if study_uid is not None:
+        scheduled = Dataset()
+        scheduled.StudyInstanceUID = study_uid
+        ds.ScheduledStepAttributesSequence = [scheduled]
+    if images:
+        series = Dataset()
+        series.SeriesInstanceUID = generate_uid()
+        refs = []
+        for uid in images:
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = DX_FOR_PRESENTATION
+            ref.ReferencedSOPInstanceUID = uid
+            refs.append(ref)
+        series.ReferencedImageSequence = refs
+        ds.PerformedSeriesSequence = [series]
+    return ds
+
+
+def mpps_association(port: int, calling: str = "MODALITY"):
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(MPPS_CONTEXT, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="DICOM_NODE")
+    assert assoc.is_established, "the node refused the MPPS association"
+    return assoc

@@ -7,8 +7,12 @@ import pydicom
 import pytest
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from dicom_node.dicom.terms import StoreStatus
+from dicom_node.index import Index
+from dicom_node.ingest.spool import Spool
+from dicom_node.ingest.store import InstanceStore, Peer
 from dicom_node.testing.peers import echoscu, storescu
 from tests import dicom_fixtures as fx
 from tests.scu import drop_mid_transfer, send_raw_store
@@ -176,3 +180,20 @@ def test_a_dataset_over_max_instance_bytes_is_cut_off_while_received(make_node, 
     assert result.returncode != 0 or "Success" not in result.stderr
     assert "its dataset is over max_instance_bytes (1000000)" in node.log_text()
     assert_nothing_kept_and_still_serving(node, tmp_path)  # a 0.6 MB one still goes in
+
+
+def test_a_dataset_over_max_instance_bytes_that_arrived_whole_is_refused(tmp_path):
+    """The SCP cuts such a connection while it receives, but bytes already buffered by the
+    kernel can still complete the dataset: the store refuses it too."""
+    index = Index(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    try:
+        store = InstanceStore(index.catalog, Spool(tmp_path / "spool"), max_instance_bytes=100)
+        result = store.store(
+            encoded(pydicom.dcmread(fx.SMALL_SAMPLE)), ExplicitVRLittleEndian, Peer("X", "h")
+        )
+        assert result.status == StoreStatus.OUT_OF_RESOURCES
+        assert "over max_instance_bytes (100)" in result.reason
+        assert index.views.status().instances == 0
+        assert not list((tmp_path / "spool").rglob("*.dcm"))
+    finally:
+        index.close()

@@ -146,7 +146,12 @@ class RunningNode:
         if settings.worker.enabled:
             loops += worker_loops(settings, self.index, self.owner)
         self.loops = LoopRunner(loops)
-        store = InstanceStore(self.index.catalog, spool, settings.storage.min_free_bytes)
+        store = InstanceStore(
+            self.index.catalog,
+            spool,
+            settings.storage.min_free_bytes,
+            settings.storage.max_instance_bytes,
+        )
         self.scp = start_scp(
             settings.node,
             store,
@@ -193,7 +198,10 @@ def _scp_process(settings: Settings) -> None:
     stop = wait_for_stop_signal()
     index = open_index(settings)
     store = InstanceStore(
-        index.catalog, Spool(settings.storage.spool_dir), settings.storage.min_free_bytes
+        index.catalog,
+        Spool(settings.storage.spool_dir),
+        settings.storage.min_free_bytes,
+        settings.storage.max_instance_bytes,
     )
     scp = start_scp(
         settings.node,

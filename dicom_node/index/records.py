@@ -78,6 +78,7 @@ class StudyRecord:
     state: StudyState
     reason: str
     priority: Priority | None
+    completed_by: str = ""  # what decided the study was complete
 
 
 @dataclass(frozen=True)

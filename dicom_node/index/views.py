@@ -122,6 +122,7 @@ class Views:
                     state=st.state,
                     reason=st.reason,
                     priority=st.priority,
+                    completed_by=st.completed_by,
                 )
                 for st in s.scalars(select(Study).order_by(Study.id))
             ]

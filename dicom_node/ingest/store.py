@@ -48,10 +48,17 @@ class StoreResult:
 
 
 class InstanceStore:
-    def __init__(self, catalog: Catalog, spool: Spool, min_free_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        spool: Spool,
+        min_free_bytes: int = 0,
+        max_instance_bytes: int | None = None,
+    ) -> None:
         self.catalog = catalog
         self.spool = spool
         self.min_free_bytes = min_free_bytes
+        self.max_instance_bytes = max_instance_bytes  # None: no limit
         self._versions = threading.Lock()  # one writer decides the version of a SOP Instance UID
 
     def store(
@@ -66,6 +73,14 @@ class InstanceStore:
         `announced_uid`: the SOP Instance UID the request announced, when the protocol has one.
         """
         syntax = UID(transfer_syntax)
+        if self.max_instance_bytes is not None and len(encoded) > self.max_instance_bytes:
+            # The SCP cuts such a connection while it receives; bytes the kernel had already
+            # buffered can still complete the dataset, and it is refused here.
+            return StoreResult(
+                StoreStatus.OUT_OF_RESOURCES,
+                f"dataset of {len(encoded)} bytes is over max_instance_bytes "
+                f"({self.max_instance_bytes})",
+            )
         try:
             free = free_bytes(self.spool.root)
             if free < self.min_free_bytes + len(encoded):
