@@ -1,9 +1,16 @@
-"""End-to-end benchmark: latency from the last image of a study received by the node to its SR
-accepted by the PACS (the quiet period `stable_after_s` not counted), p50 and p95 over N
-one-image studies sent in one burst, and studies per minute; once with a pynetdicom receiving
-SCP as the PACS, once with Orthanc. Run on purpose (not in CI):
+"""End-to-end benchmark: time from "the study is complete" to its SR stored at Orthanc.
 
-    .venv/bin/python benchmarks/end_to_end.py [--studies 50] [--stable-after 2]
+(a) One study at a time on an idle node: a one-image study (73 KB JPEG DX) sent by a pynetdicom
+    SCU, then either its MPPS (N-CREATE, N-SET COMPLETED listing the image; latency from the
+    N-SET response) or nothing (the shipped CR/DX rule, 5 s quiet; latency from the C-STORE
+    response, with and without the quiet period). p50 and p95.
+(b) A burst of one-image studies, each with its MPPS COMPLETED: studies/min from the first
+    image to the last SR, and p50/p95 latency, with 1 and 2 worker processes (the `serve`
+    process's own worker, plus a `dicom-node worker` process for 2).
+
+Run on purpose (not in CI):
+
+    .venv/bin/python benchmarks/end_to_end.py [--sequential 20] [--burst 200]
 """
 
 from __future__ import annotations
@@ -25,139 +32,215 @@ import pydicom
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
-from dicom_node.app.pacs import ReceivingPacs
 from dicom_node.samples import SAMPLES_DIR
 from dicom_node.testing.orthanc import Orthanc
 from dicom_node.testing.peers import free_port, wait_for_echo
 
 SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.34"
+MPPS_CLASS = "1.2.840.10008.3.1.2.3.3"
+SAMPLE = SAMPLES_DIR / "zhanglab_04_pneumonia.dcm"
 
 
-class TimedPacs(ReceivingPacs):
-    def __init__(self, folder: Path) -> None:
-        self.sr_times: dict[str, float] = {}
-        super().__init__(folder)
+class SrWatch:
+    """When each study's SR was stored at Orthanc, from Orthanc's change log (polled 20/s)."""
 
-    def _store(self, event) -> int:
-        status = super()._store(event)
-        if event.request.AffectedSOPClassUID == SR_CLASS:
-            self.sr_times[event.dataset.StudyInstanceUID] = time.monotonic()
-        return status
+    def __init__(self, http_port: int) -> None:
+        self.base = f"http://127.0.0.1:{http_port}"
+        self.seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
 
+    def _get(self, path: str):
+        with urllib.request.urlopen(self.base + path) as r:
+            return json.loads(r.read())
 
-@contextlib.contextmanager
-def pynetdicom_pacs(work: Path):
-    pacs = TimedPacs(work)
-    try:
-        yield "DEMO_PACS", pacs.port, lambda: dict(pacs.sr_times)
-    finally:
-        pacs.stop()
-
-
-@contextlib.contextmanager
-def orthanc_pacs(work: Path):
-    seen: dict[str, float] = {}
-    stop = threading.Event()
-
-    def poll_changes() -> None:  # Orthanc's change log: when each SR instance was stored
+    def _poll(self) -> None:
         since = 0
-        while not stop.is_set():
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{http}/changes?since={since}&limit=1000"
-            ) as r:
-                changes = json.loads(r.read())
+        while not self._stop.is_set():
+            changes = self._get(f"/changes?since={since}&limit=1000")
             now = time.monotonic()
             for c in changes["Changes"]:
                 if c["ChangeType"] == "NewInstance":
-                    with urllib.request.urlopen(
-                        f"http://127.0.0.1:{http}/instances/{c['ID']}/simplified-tags"
-                    ) as r:
-                        tags = json.loads(r.read())
+                    tags = self._get(f"/instances/{c['ID']}/simplified-tags")
                     if tags.get("SOPClassUID") == SR_CLASS:
-                        seen.setdefault(tags["StudyInstanceUID"], now)
+                        self.seen.setdefault(tags["StudyInstanceUID"], now)
             since = changes["Last"]
-            stop.wait(0.05)
+            self._stop.wait(0.05)
 
-    with Orthanc(work, DicomCheckCalledAet=False) as pacs:
-        http = pacs.http_port
-        thread = threading.Thread(target=poll_changes, daemon=True)
-        thread.start()
-        try:
-            yield "ORTHANC", pacs.dicom_port, lambda: dict(seen)
-        finally:
-            stop.set()
+    def wait(self, studies: set[str], timeout: float) -> dict[str, float]:
+        deadline = time.monotonic() + timeout
+        while not studies <= set(self.seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {s: self.seen[s] for s in studies if s in self.seen}
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
-def run(pacs_factory, studies: int, stable_after: float, root: Path) -> dict:
-    work = Path(tempfile.mkdtemp(dir=root))
-    with pacs_factory(work) as (aet, pacs_port, sr_times):
-        node_port = free_port()
+@contextlib.contextmanager
+def node_with_orthanc(work: Path, workers: int):
+    with Orthanc(work / "orthanc", DicomCheckCalledAet=False) as pacs:
+        port = free_port()
         config = work / "node.yaml"
         config.write_text(
             json.dumps(
                 {
-                    "node": {"host": "127.0.0.1", "port": node_port},
+                    "node": {"host": "127.0.0.1", "port": port},
                     "storage": {"data_dir": str(work / "node")},
-                    "studies": {"stable_after_s": stable_after},
+                    "studies": {"stable_after_s": 300},  # the shipped CR/DX rule: 5 s quiet
                     "worker": {"poll_s": 0.1},
                     "destinations": [
-                        {"name": "pacs", "ae_title": aet, "host": "127.0.0.1", "port": pacs_port}
+                        {
+                            "name": "pacs",
+                            "ae_title": "ORTHANC",
+                            "host": "127.0.0.1",
+                            "port": pacs.dicom_port,
+                        }
                     ],
                 }
             )
         )
-        node = subprocess.Popen(
-            [sys.executable, "-m", "dicom_node.app.cli", "serve", "--config", str(config)],
-            stdout=(work / "node.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
+        cli = [sys.executable, "-m", "dicom_node.app.cli"]
+        log = (work / "node.log").open("w")
+        procs = [
+            subprocess.Popen(
+                [*cli, "serve", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
+        ]
         try:
-            wait_for_echo(node_port, "DICOM_NODE", node)
-            ds = pydicom.dcmread(SAMPLES_DIR / "zhanglab_04_pneumonia.dcm")
-            ae = AE(ae_title="MODALITY")
-            ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-            assoc = ae.associate("127.0.0.1", node_port, ae_title="DICOM_NODE")
-            received: dict[str, float] = {}
-            for _ in range(studies):
-                ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-                assert assoc.send_c_store(ds).Status == 0
-                received[ds.StudyInstanceUID] = time.monotonic()
-            assoc.release()
-            deadline = time.monotonic() + 600
-            while len(sr_times()) < studies and time.monotonic() < deadline:
-                time.sleep(0.2)
-            done = sr_times()
+            wait_for_echo(port, "DICOM_NODE", procs[0])
+            procs += [
+                subprocess.Popen(
+                    [*cli, "worker", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
+                )
+                for _ in range(workers - 1)
+            ]
+            watch = SrWatch(pacs.http_port)
+            try:
+                yield port, watch
+            finally:
+                watch.stop()
         finally:
-            node.terminate()
-            node.wait(timeout=120)
-    latencies = sorted(done[s] - received[s] - stable_after for s in received if s in done)
-    span = max(done.values()) - min(received.values())
-    return {
-        "delivered": len(latencies),
-        "p50_s": statistics.median(latencies),
-        "p95_s": latencies[max(0, int(round(0.95 * len(latencies))) - 1)],
-        "studies_per_min": 60 * len(latencies) / span,
-    }
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(timeout=120)
+
+
+class Modality:
+    """A pynetdicom SCU sending one-image studies and, optionally, their MPPS."""
+
+    def __init__(self, port: int) -> None:
+        self.ds = pydicom.dcmread(SAMPLE)
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(self.ds.SOPClassUID, self.ds.file_meta.TransferSyntaxUID)
+        ae.add_requested_context(MPPS_CLASS)
+        self.assoc = ae.associate("127.0.0.1", port, ae_title="DICOM_NODE")
+        assert self.assoc.is_established
+
+    def study(self, mpps: bool) -> tuple[str, float]:
+        """Send one study; returns its UID and when it was complete as far as the sender
+        knows (the N-SET response, or the C-STORE response without MPPS)."""
+        ds = self.ds
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        if mpps:
+            step = generate_uid()
+            created = pydicom.Dataset()
+            created.PerformedProcedureStepStatus = "IN PROGRESS"
+            scheduled = pydicom.Dataset()
+            scheduled.StudyInstanceUID = ds.StudyInstanceUID
+            created.ScheduledStepAttributesSequence = [scheduled]
+            assert self.assoc.send_n_create(created, MPPS_CLASS, step)[0].Status == 0
+        assert self.assoc.send_c_store(ds).Status == 0
+        done = time.monotonic()
+        if mpps:
+            ref = pydicom.Dataset()
+            ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = (
+                ds.SOPClassUID,
+                ds.SOPInstanceUID,
+            )
+            series = pydicom.Dataset()
+            series.SeriesInstanceUID = ds.SeriesInstanceUID
+            series.ReferencedImageSequence = [ref]
+            completed = pydicom.Dataset()
+            completed.PerformedProcedureStepStatus = "COMPLETED"
+            completed.PerformedSeriesSequence = [series]
+            assert self.assoc.send_n_set(completed, MPPS_CLASS, step)[0].Status == 0
+            done = time.monotonic()
+        return ds.StudyInstanceUID, done
+
+    def close(self) -> None:
+        self.assoc.release()
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
+
+
+def sequential(root: Path, n: int, mpps: bool) -> list[float]:
+    work = Path(tempfile.mkdtemp(dir=root))
+    with node_with_orthanc(work, 1) as (port, watch):
+        modality = Modality(port)
+        latencies = []
+        for _ in range(n):
+            study, done = modality.study(mpps)
+            got = watch.wait({study}, timeout=120)
+            if study in got:
+                latencies.append(got[study] - done)
+        modality.close()
+    return latencies
+
+
+def burst(root: Path, n: int, workers: int) -> tuple[list[float], float]:
+    work = Path(tempfile.mkdtemp(dir=root))
+    with node_with_orthanc(work, workers) as (port, watch):
+        time.sleep(3)  # the worker processes load their model
+        modality = Modality(port)
+        start = time.monotonic()
+        done = dict(modality.study(mpps=True) for _ in range(n))
+        modality.close()
+        got = watch.wait(set(done), timeout=1800)
+    latencies = [got[s] - done[s] for s in got]
+    span = max(got.values()) - start if got else float("nan")
+    return latencies, 60 * len(got) / span
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=50)
-    parser.add_argument("--stable-after", type=float, default=2.0)
+    parser.add_argument("--sequential", type=int, default=20)
+    parser.add_argument("--burst", type=int, default=200)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="dicom-node-e2e-"))
     try:
+        print(f"(a) {args.sequential} one-image studies (73 KB JPEG DX), one at a time, idle node")
+        print(f"{'completion':<34}{'delivered':>10}{'p50 s':>8}{'p95 s':>8}")
+        lat = sequential(root, args.sequential, mpps=True)
         print(
-            f"{args.studies} one-image studies (73 KB JPEG DX) in one burst; latency = SR at the "
-            f"PACS - last image at the node - {args.stable_after:.0f} s quiet period"
+            f"{'MPPS COMPLETED -> SR at Orthanc':<34}{len(lat):>10}"
+            f"{statistics.median(lat):>8.2f}{p95(lat):>8.2f}",
+            flush=True,
         )
-        print(f"{'PACS':<22}{'delivered':>10}{'p50 s':>8}{'p95 s':>8}{'studies/min':>13}")
-        for name, factory in (("pynetdicom SCP", pynetdicom_pacs), ("Orthanc", orthanc_pacs)):
-            r = run(factory, args.studies, args.stable_after, root)
+        lat = sequential(root, args.sequential, mpps=False)
+        after = [x - 5 for x in lat]
+        print(
+            f"{'last image -> SR (5 s quiet)':<34}{len(lat):>10}"
+            f"{statistics.median(lat):>8.2f}{p95(lat):>8.2f}"
+        )
+        print(
+            f"{'  the same, after the quiet period':<34}{len(lat):>10}"
+            f"{statistics.median(after):>8.2f}{p95(after):>8.2f}",
+            flush=True,
+        )
+        print(f"\n(b) burst of {args.burst} one-image studies with MPPS COMPLETED")
+        print(f"{'workers':<10}{'delivered':>10}{'studies/min':>13}{'p50 s':>8}{'p95 s':>8}")
+        for workers in (1, 2):
+            lat, rate = burst(root, args.burst, workers)
             print(
-                f"{name:<22}{r['delivered']:>10}{r['p50_s']:>8.2f}{r['p95_s']:>8.2f}"
-                f"{r['studies_per_min']:>13.1f}",
+                f"{workers:<10}{len(lat):>10}{rate:>13.1f}"
+                f"{statistics.median(lat):>8.2f}{p95(lat):>8.2f}",
                 flush=True,
             )
     finally:
