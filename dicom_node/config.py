@@ -190,12 +190,6 @@ class StudySettings:
     def quiet_period_s(self, rule: CompletionRule) -> float:
         return rule.stable_after_s if rule.stable_after_s is not None else self.stable_after_s
 
-    @property
-    def shortest_quiet_period_s(self) -> float:
-        return min(
-            [self.stable_after_s] + [r.stable_after_s for r in self.completion if r.stable_after_s]
-        )
-
 
 @dataclass(frozen=True)
 class ModelSettings:

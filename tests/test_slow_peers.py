@@ -74,3 +74,25 @@ def test_a_trickled_pdata_pdu_is_closed_by_its_deadline(make_node):
     assert seconds < 4, seconds
     assert "no whole PDU within 2 s of the last" in node.log_text()
     assert echoscu(node.port).returncode == 0
+
+
+def test_a_pdu_declaring_more_than_the_node_offered_is_closed_at_once(make_node):
+    """A P-DATA-TF header declaring 2 GB: nothing is read or allocated for it, the connection
+    is closed at once (not after the PDU deadline), and others are served."""
+    node = make_node()  # default deadlines: 60 s per PDU
+    sock = socket.create_connection(("127.0.0.1", node.port))
+    sock.sendall(associate_rq_bytes(node.port))
+    assert sock.recv(6)[0] == 0x02  # A-ASSOCIATE-AC
+    sock.recv(65536)  # the rest of it
+    start = time.monotonic()
+    sock.sendall(struct.pack(">BBI", 0x04, 0, 0x7FFFFFFF) + b"\x00" * 100)
+    sock.settimeout(10)
+    try:
+        while sock.recv(4096):
+            pass
+    except OSError:
+        pass  # reset: closed too
+    sock.close()
+    assert time.monotonic() - start < 2
+    assert "a PDU declares 2147483647 bytes, more than the" in node.log_text()
+    assert echoscu(node.port).returncode == 0

@@ -47,16 +47,6 @@ class Catalog:
         self.db = db
 
     # -- ingest ---------------------------------------------------------------------------
-    def versions_of(self, sop_instance_uid: str) -> list[InstanceRecord]:
-        """Every version kept of one SOP Instance UID, oldest first."""
-        with self.db.session() as s:
-            rows = s.scalars(
-                select(Instance)
-                .where(Instance.sop_instance_uid == sop_instance_uid)
-                .order_by(Instance.version)
-            )
-            return [instance_record(row) for row in rows]
-
     def keep_instance(
         self, rec: ReceivedInstance, file: str, place: Callable[[], object] = lambda: None
     ) -> int | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".part"
+HASH_IN_PARALLEL_BYTES = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -39,21 +41,30 @@ class Spool:
         return removed
 
     def write_temp(self, chunks: list[bytes]) -> SpooledFile:
-        """Write and fsync the encoded file under a temporary name; returns its digest."""
+        """Write and fsync the encoded file under a temporary name; returns its digest. A large
+        file is hashed in a second thread while it is written (both release the GIL)."""
         path = self.incoming / f"{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        size = sum(len(chunk) for chunk in chunks)
         digest = hashlib.sha256()
-        size = 0
+        hashing = None
+        if size >= HASH_IN_PARALLEL_BYTES:
+            hashing = threading.Thread(target=lambda: [digest.update(c) for c in chunks])
+            hashing.start()
+        else:
+            for chunk in chunks:
+                digest.update(chunk)
         try:
             with open(path, "wb") as f:
                 for chunk in chunks:
                     f.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
                 f.flush()
                 os.fsync(f.fileno())
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+        finally:
+            if hashing is not None:
+                hashing.join()
         return SpooledFile(path, size, digest.hexdigest())
 
     @staticmethod
