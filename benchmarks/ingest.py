@@ -7,6 +7,7 @@ interleaved; prints images/s, MB/s, the receiver's CPU seconds per image (all it
 processes) and the node's ratio to each peer. Run on purpose (not in CI):
 
     .venv/bin/python benchmarks/ingest.py [--copies 300] [--rounds 2] [--processes 1 2]
+        [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 """
 
 from __future__ import annotations
@@ -37,23 +38,52 @@ FILES = {
 
 
 @contextlib.contextmanager
-def node(workdir: Path, processes: int):
+def fresh_database(server_url: str | None):
+    """A new, empty PostgreSQL database on `server_url` for one run (None: SQLite)."""
+    if server_url is None:
+        yield None
+        return
+    import sqlalchemy as sa
+
+    name = f"dicom_node_bench_{os.getpid()}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield sa.engine.make_url(server_url).set(database=name).render_as_string(False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def node(workdir: Path, processes: int, server_url: str | None = None):
     port = free_port()
     config = workdir / "node.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "node": {
-                    "ae_title": "DICOM_NODE",
-                    "host": "127.0.0.1",
-                    "port": port,
-                    "processes": processes,
-                },
-                "storage": {"data_dir": str(workdir / "data")},
-                "studies": {"stable_after_s": 3600, "completion": []},
-            }
+    with fresh_database(server_url) as database_url:
+        config.write_text(
+            json.dumps(
+                {
+                    "node": {
+                        "ae_title": "DICOM_NODE",
+                        "host": "127.0.0.1",
+                        "port": port,
+                        "processes": processes,
+                    },
+                    "storage": {"data_dir": str(workdir / "data"), "database_url": database_url},
+                    "studies": {"stable_after_s": 3600, "completion": []},
+                    "worker": {"enabled": False},  # ingest only: no model, no worker loops
+                }
+            )
         )
-    )
+        with _serving(config, port) as served:
+            yield served
+
+
+@contextlib.contextmanager
+def _serving(config: Path, port: int):
     proc = subprocess.Popen(
         [sys.executable, "-m", "dicom_node.app.cli", "serve", "--config", str(config)],
         stdout=subprocess.DEVNULL,
@@ -72,7 +102,9 @@ MAX_PDU = 131072  # dcmtk's largest; storescu sends PDUs no larger, whatever the
 SETTINGS = (
     f"all receivers: TCP_NODELAY=1, max PDU {MAX_PDU} (the node offers 4 MiB, storescu sends "
     f"at most {MAX_PDU}); syncs before Success: node 3 per image (fsync of the file, of its "
-    "directory entry, and of the SQLite WAL: synchronous=FULL), Orthanc SyncStorageArea=true "
+    "directory entry, and of the index: SQLite WAL synchronous=FULL, or the PostgreSQL "
+    "server's commit with synchronous_commit=on), the node's worker disabled (ingest only), "
+    "Orthanc SyncStorageArea=true "
     "(strace: one fdatasync per image, its SQLite index not synced), storescp none (dcmtk has "
     "no such option), null SCP none (stores nothing)"
 )
@@ -212,6 +244,12 @@ def main() -> None:
         default=[1, 2],
         help="node.processes settings to measure",
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also measure the node on PostgreSQL (a fresh database per run on this server), "
+        "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    )
     parser.add_argument("--null-scp", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.null_scp:
@@ -222,6 +260,13 @@ def main() -> None:
     print(f"settings: {SETTINGS}")
     root = Path(tempfile.mkdtemp(prefix="dicom-node-bench-"))
     targets = {f"node (processes={n})": (lambda w, n=n: node(w, n)) for n in args.processes}
+    if args.postgres:
+        targets.update(
+            {
+                f"node PG (processes={n})": (lambda w, n=n: node(w, n, args.postgres))
+                for n in args.processes
+            }
+        )
     targets.update(
         {"orthanc": orthanc, "storescp": storescp, "pynetdicom null SCP": pynetdicom_null}
     )
