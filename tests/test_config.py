@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dicom_node.app.cli import main
-from dicom_node.config import SHIPPED_MODEL
+from dicom_node.config import SHIPPED_MODEL, StudySettings
 from dicom_node.config_file import load_settings
 from dicom_node.errors import ConfigError
 
@@ -25,6 +25,7 @@ def test_shipped_default_config_is_valid_and_points_at_the_shipped_model():
     assert settings.node.ae_title == "DICOM_NODE" and settings.node.port == 11112
     assert settings.node.accept_from == () and settings.destinations == ()
     assert settings.studies.accept.modalities == ("CR", "DX")
+    assert settings.studies == StudySettings()  # the file documents the defaults, rules included
     assert settings.model.path == SHIPPED_MODEL
     assert settings.storage.data_dir == REPO / "var"
 
@@ -52,6 +53,12 @@ def test_three_lines_are_a_valid_config_with_paths_relative_to_the_file(tmp_path
         ("node: {tls: {enabled: true}}", "tls.enabled needs tls.cert"),
         ("studies: {stable_after_s: 0}", "stable_after_s must be positive"),
         ("studies: {accept: {modalities: CR}}", "studies.accept.modalities: expected a list"),
+        (
+            "studies: {completion: [{modality: CR}]}",
+            "studies.completion[0]: a completion rule needs",
+        ),
+        ("studies: {completion: [{modality: DX, expected_instances: 0}]}", "at least 1, got 0"),
+        ("studies: {completion: [{modality: DX, stable_after: 5}]}", "stable_after: unknown key"),
         ("destinations: [{name: pacs, ae_title: ORTHANC, host: h}]", "missing 1 required"),
         ("- just a list", "top level must be a mapping"),
         ("node: [unclosed", "not valid YAML"),
