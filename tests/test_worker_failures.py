@@ -73,14 +73,8 @@ def test_dead_workers_job_is_taken_over_and_finishes_once(make_node, pacs, tmp_p
 
 def test_undecodable_image_ends_not_scored_and_the_node_keeps_working(make_node, pacs, tmp_path):
     node = make_node(worker=FAST_WORKER, destinations=destination(pacs.port))
-    ds = pydicom.dcmread(SAMPLES_DIR / "zhanglab_04_pneumonia.dcm")
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-    ds.StudyInstanceUID = pydicom.uid.generate_uid()
-    fragments = pydicom.encaps.generate_fragments(ds.PixelData)
-    ds.PixelData = pydicom.encaps.encapsulate([next(fragments)[:300] + b"\xff\xd9"])
-    broken = tmp_path / "broken.dcm"
-    ds.save_as(broken)
-    assert storescu(node.port, broken, option="-xy").returncode == 0
+    broken = broken_jpeg(tmp_path / "broken.dcm")
+    assert storescu(node.port, tmp_path / "broken.dcm", option="-xy").returncode == 0
     assert wait_for(lambda: node.counts("studies").get("not_scored") == 1, timeout=60)
     (study,) = node.index.views.studies()
     assert "cannot decode pixel data" in study.reason
@@ -88,7 +82,7 @@ def test_undecodable_image_ends_not_scored_and_the_node_keeps_working(make_node,
     assert not node.counts("exports")
     good = send_study(node.port, tmp_path)
     assert wait_for(lambda: pacs.reports_for(good) == 1, timeout=60)
-    assert pacs.reports_for(ds.StudyInstanceUID) == 0
+    assert pacs.reports_for(broken) == 0
 
 
 class RefusingPacs(ReceivingPacs):
@@ -196,3 +190,35 @@ def test_a_pacs_that_declines_jpeg_gets_the_difference_map_uncompressed(make_nod
         assert sc.LossyImageCompression == "01"  # it was JPEG once: the header says so
     finally:
         pacs.stop()
+
+
+def broken_jpeg(out) -> str:
+    """A one-image study whose JPEG stream is cut short: it cannot be decoded."""
+    ds = pydicom.dcmread(SAMPLES_DIR / "zhanglab_04_pneumonia.dcm")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.StudyInstanceUID = pydicom.uid.generate_uid()
+    fragments = pydicom.encaps.generate_fragments(ds.PixelData)
+    ds.PixelData = pydicom.encaps.encapsulate([next(fragments)[:300] + b"\xff\xd9"])
+    ds.save_as(out)
+    return ds.StudyInstanceUID
+
+
+def test_a_long_queue_is_scored_in_one_batch_and_a_bad_study_fails_alone(make_node, tmp_path):
+    from dicom_node.app.roles import load_configured_model
+    from dicom_node.pipeline.analysis import StudyAnalyser
+    from dicom_node.pipeline.scoring import ScoringStep
+
+    node = make_node()  # no worker: the queue builds up
+    good = [send_study(node.port, tmp_path) for i in range(2)]
+    broken = broken_jpeg(tmp_path / "broken.dcm")
+    assert storescu(node.port, tmp_path / "broken.dcm", option="-xy").returncode == 0
+    assert wait_for(lambda: node.counts("jobs").get("queued") == 3, timeout=30)
+    analyser = StudyAnalyser(node.settings, load_configured_model(node.settings))
+    passes = []
+    score = analyser.score
+    analyser.score = lambda studies: passes.append(len(studies)) or score(studies)
+    assert ScoringStep(node.settings, node.index, analyser, "batch-test")() is True
+    assert passes == [2]  # one cycle: both good studies through the model together
+    states = {s.study_uid: s.state.value for s in node.index.views.studies()}
+    assert states == {good[0]: "scored", good[1]: "scored", broken: "not_scored"}
+    assert node.counts("jobs") == {"done": 2, "dead": 1}

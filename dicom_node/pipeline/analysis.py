@@ -1,13 +1,16 @@
-"""Scoring one study version: read its images from the spool, score them with the model,
-write its SR and one SC per image to the results folder, and decide its worklist priority."""
+"""Scoring study versions: read each study's images from the spool (`load`), score the images
+of one or several studies with the model together (`score`), then per study write its SR and
+one SC per image to the results folder and decide its worklist priority (`results`)."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import torch
 from pydicom.dataset import Dataset
@@ -62,6 +65,20 @@ def algorithm_of(model: AnomalyModel) -> Algorithm:
     )
 
 
+@dataclass(frozen=True)
+class LoadedStudy:
+    """A claimed study's images, decoded: what scoring and the result objects need."""
+
+    job: ClaimedJob
+    images: tuple[InstanceRecord, ...]
+    headers: tuple[Dataset, ...]  # each source's attributes for the results, no pixels
+    units: tuple[np.ndarray, ...]  # each image for display and for the model
+
+    @property
+    def image_count(self) -> int:
+        return len(self.units)
+
+
 class StudyAnalyser:
     def __init__(self, settings: Settings, model: AnomalyModel) -> None:
         self.settings = settings
@@ -69,13 +86,11 @@ class StudyAnalyser:
         self.algorithm = algorithm_of(model)
         self.spool = Spool(settings.storage.spool_dir)
 
-    def analyse(
-        self, job: ClaimedJob, images: Sequence[InstanceRecord], earlier_reports: Sequence[str]
-    ) -> ScoredStudy:
-        """Score `images` (the study's chest images) and write the result objects.
+    def load(self, job: ClaimedJob, images: Sequence[InstanceRecord]) -> LoadedStudy:
+        """Read and decode `images` (the study's chest images), each source file once.
 
         ImageDecodeError: an image cannot be scored, now or ever. InfrastructureError or
-        OSError: the spool or the results folder failed; a later attempt may succeed.
+        OSError: the spool failed; a later attempt may succeed.
         """
         if not images:
             raise ImageDecodeError(f"study {job.study_uid}: no chest image left to score")
@@ -85,14 +100,31 @@ class StudyAnalyser:
             unit = unit_image_from_dataset(ds, source=f"instance {inst.sop_instance_uid}")
             units.append(fit_for_display(unit))  # a 4000 px source costs what a 2048 px one does
             headers.append(header_for_results(ds))
+        return LoadedStudy(job, tuple(images), tuple(headers), tuple(units))
+
+    def score(self, studies: Sequence[LoadedStudy]) -> list[list[ImageScore]]:
+        """Every image of several studies through the model together, `worker.batch_size`
+        images per forward pass; the scores per study."""
         size, batch = self.model.image_size, self.settings.worker.batch_size
-        x = torch.cat([to_model_input(u, size) for u in units])
-        scores = [s for i in range(0, len(x), batch) for s in self.model.score(x[i : i + batch])]
-        objects = self._write_results(job, headers, units, scores, earlier_reports)
+        x = torch.cat([to_model_input(u, size) for study in studies for u in study.units])
+        flat = [s for i in range(0, len(x), batch) for s in self.model.score(x[i : i + batch])]
+        scores, start = [], 0
+        for study in studies:
+            scores.append(flat[start : start + len(study.units)])
+            start += len(study.units)
+        return scores
+
+    def results(
+        self, study: LoadedStudy, scores: list[ImageScore], earlier_reports: Sequence[str]
+    ) -> ScoredStudy:
+        """Write the study's result objects (OSError: the results folder failed)."""
+        objects = self._write_results(
+            study.job, list(study.headers), list(study.units), scores, earlier_reports
+        )
         return ScoredStudy(
             images=tuple(
                 ImageScoreRecord(inst.id, s.score, s.percentile, s.abnormal, s.statistics)
-                for inst, s in zip(images, scores)
+                for inst, s in zip(study.images, scores)
             ),
             priority=study_priority(scores, self.settings.worker.urgent_percentile),
             model=self.model.name,
