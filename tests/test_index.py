@@ -196,3 +196,36 @@ def test_index_of_release_0_1_0_is_upgraded_in_place_and_keeps_working(index_url
         assert schema_drift(again) == []  # upgraded: the same schema as a new index
     finally:
         again.close()
+
+
+def test_sqlite_transactions_wait_their_turn_behind_another_process(tmp_path):
+    """Another process holding the index's writer turn (its lock file) makes a transaction
+    wait until it lets go, instead of failing or busy-sleeping on SQLite's lock."""
+    import subprocess
+    import sys
+    import time
+
+    lock = tmp_path / "index.sqlite3.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(1.0)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    db = Database(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    try:
+        start = time.monotonic()
+        with db.session() as s:
+            s.execute(sa.text("SELECT 1"))
+        assert time.monotonic() - start > 0.5  # it waited for the holder's turn to end
+    finally:
+        db.close()
+        holder.wait()

@@ -3,8 +3,12 @@ several processes or machines sharing one queue; and the schema revision it hold
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import logging
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +62,34 @@ def make_engine(url: str) -> Engine:
     )
 
 
+class WriterTurn:
+    """One SQLite transaction at a time across the threads and processes of a node.
+
+    SQLite lets one writer in; the others are refused and retry from its busy handler, which
+    sleeps 1, 2, 5, 10 ms and more between tries: with several SCP processes, a store would
+    wait milliseconds for a lock held for one. Waiting here on a lock file (flock) instead
+    hands the turn over as soon as it is free."""
+
+    def __init__(self, path: Path) -> None:
+        self._threads = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._threads.release()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 class Database:
     """An engine and its sessions; each `session()` is one transaction."""
 
@@ -65,13 +97,23 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        database = self.engine.url.database
+        self._turn = (
+            WriterTurn(Path(f"{database}.lock"))
+            if self.engine.url.get_backend_name() == "sqlite"
+            and database not in (None, "", ":memory:")
+            and Path(database).parent.is_dir()
+            else contextlib.nullcontext()
+        )
 
     def close(self) -> None:
         self.engine.dispose()
+        if isinstance(self._turn, WriterTurn):
+            self._turn.close()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as s, s.begin():
+        with self._turn, self._sessions() as s, s.begin():
             yield s
 
     def schema_revision(self) -> str | None:
