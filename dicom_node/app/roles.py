@@ -21,6 +21,7 @@ from dicom_node.app.logs import configure_logging
 from dicom_node.config import Settings
 from dicom_node.index import Index
 from dicom_node.index.records import LoopHealth
+from dicom_node.ingest.dispatch import sibling_channels
 from dicom_node.ingest.scp import start_scp
 from dicom_node.ingest.spool import Spool
 from dicom_node.ingest.store import InstanceStore
@@ -111,13 +112,31 @@ class RunningNode:
         forget_dead_processes(self.index)
         spool = Spool(settings.storage.spool_dir)
         spool.clean_leftovers()  # before anyone writes
+        store = InstanceStore(
+            self.index.catalog,
+            spool,
+            settings.storage.min_free_bytes,
+            settings.storage.max_instance_bytes,
+        )
+        # The port first: a node that cannot have it starts nothing else.
+        self.scp = start_scp(
+            settings.node,
+            store,
+            self.index.performed_steps,
+            max_instance_bytes=settings.storage.max_instance_bytes,
+        )
         spawn = multiprocessing.get_context("spawn")
-        self.siblings = [
-            spawn.Process(target=_scp_process, args=(settings,), name=f"scp-{i}")
-            for i in range(1, settings.node.processes)
-        ]
-        for p in self.siblings:
-            p.start()
+        self.siblings = []
+        for i, (ours, theirs) in enumerate(sibling_channels(settings.node.processes - 1), 1):
+            sibling = spawn.Process(target=_scp_process, args=(settings, theirs), name=f"scp-{i}")
+            sibling.start()
+            theirs.close()  # the sibling has its own descriptor: its death shows here
+            self.siblings.append(sibling)
+            self.scp.server.siblings.append(ours)
+        if self.siblings:
+            log.info(
+                "connections go round-robin to this and %d more SCP process(es)", len(self.siblings)
+            )
         completion = _loop(
             "completion",
             lambda: bool(
@@ -146,19 +165,6 @@ class RunningNode:
         if settings.worker.enabled:
             loops += worker_loops(settings, self.index, self.owner)
         self.loops = LoopRunner(loops)
-        store = InstanceStore(
-            self.index.catalog,
-            spool,
-            settings.storage.min_free_bytes,
-            settings.storage.max_instance_bytes,
-        )
-        self.scp = start_scp(
-            settings.node,
-            store,
-            self.index.performed_steps,
-            reuse_port=settings.node.processes > 1,
-            max_instance_bytes=settings.storage.max_instance_bytes,
-        )
 
     def health(self) -> list[LoopHealth]:
         return self.loops.health()
@@ -193,7 +199,7 @@ class RunningWorker:
         log.info("stopped")
 
 
-def _scp_process(settings: Settings) -> None:
+def _scp_process(settings: Settings, channel: socket.socket) -> None:
     configure_logging(verbose=False)
     stop = wait_for_stop_signal()
     index = open_index(settings)
@@ -207,8 +213,8 @@ def _scp_process(settings: Settings) -> None:
         settings.node,
         store,
         index.performed_steps,
-        reuse_port=True,
         max_instance_bytes=settings.storage.max_instance_bytes,
+        channel=channel,
     )
     stop.wait()
     scp.stop()

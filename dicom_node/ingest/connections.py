@@ -244,16 +244,12 @@ class NodeServer(ThreadedAssociationServer):
         self.server_close()
 
     def get_request(self):
-        sock, address = super().get_request()
-        # dcmtk-based peers (Orthanc included) stall 40 ms per image without it.
+        return self.prepared(*self.socket.accept())
+
+    def prepared(self, sock: socket.socket, address):
+        """An accepted connection made ready: Nagle off (dcmtk-based peers, Orthanc included,
+        stall 40 ms per image without it) and, with TLS, wrapped for the server side."""
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context:
+            sock = self.ssl_context.wrap_socket(sock, server_side=True)
         return sock, address
-
-
-class SharedPortServer(NodeServer):
-    """Sets SO_REUSEPORT so several node processes accept on one port (the kernel spreads
-    the connections): one Python process is CPU-bound at well under the link's speed."""
-
-    def server_bind(self) -> None:
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()

@@ -11,6 +11,7 @@ documents.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -22,9 +23,11 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 
 from dicom_node.config import NodeSettings, PeerRule
 from dicom_node.dicom.terms import ACCEPTED_TRANSFER_SYNTAXES, StoreStatus
+from dicom_node.errors import DicomNodeError
 from dicom_node.index.performed_steps import PerformedSteps
 from dicom_node.ingest import mpps
-from dicom_node.ingest.connections import ConnectionWatch, NodeServer, SharedPortServer
+from dicom_node.ingest.connections import ConnectionWatch
+from dicom_node.ingest.dispatch import DispatchingServer, HandedServer
 from dicom_node.ingest.store import InstanceStore, Peer
 
 log = logging.getLogger(__name__)
@@ -103,7 +106,7 @@ class StoreScp:
     """A listening SCP; `stop` lets in-flight associations finish."""
 
     ae: AE
-    server: NodeServer
+    server: DispatchingServer | HandedServer
 
     @property
     def port(self) -> int:
@@ -120,10 +123,12 @@ def start_scp(
     settings: NodeSettings,
     store: InstanceStore,
     steps: PerformedSteps,
-    reuse_port: bool = False,
     max_instance_bytes: int = 0,
+    channel: socket.socket | None = None,
 ) -> StoreScp:
-    """Listen in a background thread; `reuse_port` lets sibling processes share the port."""
+    """Serve in a background thread: listening on the port (its server hands every n-th
+    connection to the sibling processes on its `siblings` channels); or, in such a sibling,
+    serving the connections handed over `channel`. DicomNodeError: the port is taken."""
     ae = AE(ae_title=settings.ae_title)
     ae.maximum_associations = settings.max_associations
     ae.maximum_pdu_size = MAX_PDU_BYTES
@@ -151,19 +156,35 @@ def start_scp(
         (evt.EVT_N_SET, mpps.handle_set, [steps, watch]),
         (evt.EVT_PDU_RECV, note_pdu_received, [watch]),
     ]
-    server = ae.make_server(
-        (settings.host, settings.port),
-        evt_handlers=handlers,
-        ssl_context=_ssl_context(settings),
-        server_class=SharedPortServer if reuse_port else NodeServer,
-    )
+    address = (settings.host, settings.port)
+    tls = _ssl_context(settings)
+    if channel is not None:
+        server = ae.make_server(
+            address,
+            evt_handlers=handlers,
+            ssl_context=tls,
+            server_class=HandedServer,
+            channel=channel,
+            listening=address,
+        )
+    else:
+        try:
+            server = ae.make_server(
+                address, evt_handlers=handlers, ssl_context=tls, server_class=DispatchingServer
+            )
+        except OSError as exc:
+            raise DicomNodeError(
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc} "
+                "(is another node or program using that port?)"
+            ) from exc
     server.watch = watch
     watch.start()
     threading.Thread(
         target=server.serve_forever, args=(0.1,), name="scp-acceptor", daemon=True
     ).start()
     log.info(
-        "listening as %s on %s:%d%s",
+        "%s as %s on %s:%d%s",
+        "serving connections handed over by the listening process" if channel else "listening",
         settings.ae_title,
         settings.host,
         server.server_address[1],

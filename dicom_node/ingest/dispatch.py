@@ -1,0 +1,110 @@
+"""Several SCP processes behind one port: the first process alone listens; it accepts each
+connection and hands it, round-robin, to itself or to one of its sibling processes over a
+Unix socket pair (SCM_RIGHTS), before a byte is read.
+
+Unlike SO_REUSEPORT, whose hash can give every connection to one process, the turns are even;
+and no other program can bind the node's port beside it and take half its associations.
+A sibling that has gone is dropped from the turns and its connections are served here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+
+from dicom_node.ingest.connections import NodeServer
+
+log = logging.getLogger(__name__)
+
+MAX_ADDRESS_BYTES = 256
+
+
+def sibling_channels(count: int) -> list[tuple[socket.socket, socket.socket]]:
+    """One (listener end, sibling end) Unix socket pair per sibling process."""
+    return [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(count)]
+
+
+class DispatchingServer(NodeServer):
+    """The listening server: serves every n-th connection itself, hands the others over."""
+
+    siblings: list[socket.socket]  # listener ends of the channels
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.siblings = []
+        self._turn = 0
+        super().__init__(*args, **kwargs)
+
+    def get_request(self):
+        while True:
+            sock, address = self.socket.accept()
+            turns = len(self.siblings) + 1
+            self._turn = (self._turn + 1) % turns
+            if self._turn == 0 or not self._hand_over(self.siblings[self._turn - 1], sock, address):
+                return self.prepared(sock, address)
+
+    def _hand_over(self, channel: socket.socket, sock: socket.socket, address) -> bool:
+        try:
+            socket.send_fds(channel, [json.dumps(list(address[:2])).encode()], [sock.fileno()])
+        except OSError as exc:
+            log.error("an SCP process is gone (%s): its connections are served here", exc)
+            self.siblings.remove(channel)
+            return False
+        sock.close()  # the sibling holds its own descriptor of the connection now
+        return True
+
+
+class HandedServer(NodeServer):
+    """A sibling process's server: it never listens; it serves the connections the listening
+    process hands it, read from its channel by `receive`."""
+
+    def __init__(self, *args, channel: socket.socket, listening: tuple, **kwargs) -> None:
+        self.channel = channel
+        self.listening = listening
+        super().__init__(*args, **kwargs)
+        self.server_address = listening
+        self._receiver = threading.Thread(target=self.receive, name="scp-handed", daemon=True)
+        self.served = 0
+
+    def server_bind(self) -> None:
+        pass  # the listening process holds the port
+
+    def server_activate(self) -> None:
+        pass
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._receiver.start()
+        self._receiver.join()
+
+    def receive(self) -> None:
+        while True:
+            try:
+                data, fds, _flags, _ = socket.recv_fds(self.channel, MAX_ADDRESS_BYTES, 1)
+            except OSError:
+                return  # the channel was closed: stopping
+            if not fds:
+                return  # the listening process has gone
+            sock = socket.socket(fileno=fds[0])
+            try:
+                host, port = json.loads(data)
+                request, address = self.prepared(sock, (host, port))
+            except (OSError, ValueError) as exc:
+                log.warning("a handed connection could not be served: %s", exc)
+                sock.close()
+                continue
+            if self.verify_request(request, address):
+                self.served += 1
+                self.process_request(request, address)
+            else:
+                self.shutdown_request(request)
+
+    def shutdown(self) -> None:
+        log.info("served %d connection(s) handed over by the listening process", self.served)
+        if self.watch is not None:
+            self.watch.stop()
+        try:
+            self.channel.shutdown(socket.SHUT_RDWR)  # wakes `receive`
+        except OSError:
+            pass
+        self.channel.close()
