@@ -19,11 +19,20 @@ from dicom_node.ingest.connections import NodeServer
 log = logging.getLogger(__name__)
 
 MAX_ADDRESS_BYTES = 256
+HAND_OVER_S = 5.0  # a sibling that does not take a connection this long: served here
+
+
+class HandedOver(OSError):
+    """Raised by `get_request` after handing a connection over: socketserver treats an
+    OSError there as "no request" and returns to its loop."""
 
 
 def sibling_channels(count: int) -> list[tuple[socket.socket, socket.socket]]:
     """One (listener end, sibling end) Unix socket pair per sibling process."""
-    return [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(count)]
+    pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(count)]
+    for ours, _ in pairs:
+        ours.settimeout(HAND_OVER_S)
+    return pairs
 
 
 class DispatchingServer(NodeServer):
@@ -37,16 +46,18 @@ class DispatchingServer(NodeServer):
         super().__init__(*args, **kwargs)
 
     def get_request(self):
-        while True:
-            sock, address = self.socket.accept()
-            turns = len(self.siblings) + 1
-            self._turn = (self._turn + 1) % turns
-            if self._turn == 0 or not self._hand_over(self.siblings[self._turn - 1], sock, address):
-                return self.prepared(sock, address)
+        sock, address = self.socket.accept()
+        self._turn = (self._turn + 1) % (len(self.siblings) + 1)
+        if self._turn and self._hand_over(self.siblings[self._turn - 1], sock, address):
+            raise HandedOver  # socketserver goes back to its loop: nothing to serve here
+        return self.prepared(sock, address)
 
     def _hand_over(self, channel: socket.socket, sock: socket.socket, address) -> bool:
         try:
             socket.send_fds(channel, [json.dumps(list(address[:2])).encode()], [sock.fileno()])
+        except TimeoutError:
+            log.warning("an SCP process did not take a connection within %g s", HAND_OVER_S)
+            return False
         except OSError as exc:
             log.error("an SCP process is gone (%s): its connections are served here", exc)
             self.siblings.remove(channel)
