@@ -229,3 +229,41 @@ def test_sqlite_transactions_wait_their_turn_behind_another_process(tmp_path):
     finally:
         db.close()
         holder.wait()
+
+
+def test_first_images_of_one_study_indexed_at_once_by_two_processes_both_go_in(index_url):
+    """Two node processes (two connections here) index the first images of a new patient,
+    study and series at the same moment: both are kept, none refused."""
+    import threading
+
+    first, second = Index(index_url), Index(index_url)
+    try:
+        for round_ in range(20):
+            start = threading.Barrier(2)
+            errors: list[BaseException] = []
+
+            def keep(index: Index, n: int, round_=round_, start=start, errors=errors) -> None:
+                rec = replace(
+                    received(1000 + round_),
+                    sop_instance_uid=f"1.2.{round_}.{n}",
+                    sha256=f"{round_:032d}{n:032d}",
+                )
+                start.wait()
+                try:
+                    index.catalog.keep_instance(rec, f"f{round_}.{n}")
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [
+                threading.Thread(target=keep, args=(ix, n)) for n, ix in enumerate((first, second))
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == []
+        assert first.views.status().instances == 40
+        assert len(first.views.studies()) == 20
+    finally:
+        first.close()
+        second.close()

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from dicom_node.index.database import Database, utcnow
@@ -67,10 +68,12 @@ class Catalog:
             study_id, study_version = _receiving_study(s, rec, patient_id, now)
             series_id = s.scalar(_SERIES_ID, {"uid": rec.series_uid})
             if series_id is None:
-                series_id = s.scalar(
-                    _NEW_SERIES,
+                _add_if_absent(
+                    s,
+                    Series,
                     {"series_uid": rec.series_uid, "study_id": study_id, "modality": rec.modality},
                 )
+                series_id = s.scalar(_SERIES_ID, {"uid": rec.series_uid})
             s.execute(
                 insert(Instance),
                 {
@@ -183,23 +186,35 @@ _KEPT_VERSIONS = select(Instance.version, Instance.sha256).where(
     Instance.sop_instance_uid == bindparam("uid")
 )
 _SERIES_ID = select(Series.id).where(Series.series_uid == bindparam("uid"))
-_NEW_SERIES = insert(Series).returning(Series.id)
 _PATIENT = select(Patient.id, Patient.name).where(Patient.patient_id == bindparam("pid"))
-_NEW_PATIENT = insert(Patient).returning(Patient.id)
 _RENAME_PATIENT = update(Patient).where(Patient.id == bindparam("row_id"))
 _STUDY = (
     select(Study.id, Study.version, Study.state)
     .where(Study.study_uid == bindparam("uid"))
     .with_for_update()
 )
-_NEW_STUDY = insert(Study).returning(Study.id)
+_UNIQUE_KEY = {Patient: "patient_id", Study: "study_uid", Series: "series_uid"}
+
+
+def _add_if_absent(s: Session, entity: type, values: dict) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING on the row's unique key: two processes receiving the
+    first images of one patient, study or series at once both go on (the first row stands),
+    where a plain INSERT would refuse one of the images."""
+    dialect = s.get_bind().dialect.name
+    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    s.execute(
+        insert_for(entity)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[_UNIQUE_KEY[entity]])
+    )
 
 
 def _patient_id(s: Session, rec: ReceivedInstance) -> int:
     """The patient's row id; a corrected name replaces the one kept (the latest stands)."""
     row = s.execute(_PATIENT, {"pid": rec.patient_id}).first()
     if row is None:
-        return s.scalar(_NEW_PATIENT, {"patient_id": rec.patient_id, "name": rec.patient_name})
+        _add_if_absent(s, Patient, {"patient_id": rec.patient_id, "name": rec.patient_name})
+        row = s.execute(_PATIENT, {"pid": rec.patient_id}).one()
     if rec.patient_name and row.name != rec.patient_name:
         s.execute(_RENAME_PATIENT, {"row_id": row.id, "name": rec.patient_name})
     return row.id
@@ -212,8 +227,9 @@ def _receiving_study(
     finished study reopened as its next version."""
     row = s.execute(_STUDY, {"uid": rec.study_uid}).first()
     if row is None:
-        study_id = s.scalar(
-            _NEW_STUDY,
+        _add_if_absent(
+            s,
+            Study,
             {
                 "study_uid": rec.study_uid,
                 "patient_id": patient_id,
@@ -226,7 +242,7 @@ def _receiving_study(
                 "last_received_at": now,
             },
         )
-        return study_id, 1
+        row = s.execute(_STUDY, {"uid": rec.study_uid}).one()
     change: dict = {"last_received_at": now}
     version = row.version
     if row.state is not StudyState.RECEIVING:
