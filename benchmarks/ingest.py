@@ -78,20 +78,28 @@ def node(workdir: Path, processes: int, server_url: str | None = None):
                 }
             )
         )
-        with _serving(config, port) as served:
+        cli = [sys.executable, "-m", "dicom_node.app.cli", "serve", "--config", str(config)]
+        log = workdir / "node.log"
+        with receiver(cli, "DICOM_NODE", port, log=log) as served:
+            ready = f"an SCP process is serving: {processes} take turns"
+            deadline = time.monotonic() + 60
+            while processes > 1 and ready not in log.read_text():  # every process serving
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the node's SCP processes did not start: {log}")
+                time.sleep(0.1)
             yield served
 
 
 @contextlib.contextmanager
-def _serving(config: Path, port: int):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dicom_node.app.cli", "serve", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def receiver(
+    argv: list[str], aet: str, port: int, env: dict | None = None, log: Path | None = None
+):
+    """A receiving process, once it answers C-ECHO: its AE title, port and pid."""
+    out = log.open("w") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env or os.environ)
     try:
-        wait_for_echo(port, "DICOM_NODE", proc)
-        yield "DICOM_NODE", port, proc.pid
+        wait_for_echo(port, aet, proc)
+        yield aet, port, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=120)
@@ -121,17 +129,8 @@ def orthanc(workdir: Path):
 @contextlib.contextmanager
 def pynetdicom_null(workdir: Path):
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--null-scp", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_echo(port, "NULL_SCP", proc)
-        yield "NULL_SCP", port, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    with receiver([sys.executable, __file__, "--null-scp", str(port)], "NULL_SCP", port) as r:
+        yield r
 
 
 def serve_null_scp(port: int) -> None:
@@ -176,28 +175,10 @@ def storescp(workdir: Path):
     port = free_port()
     out = workdir / "storescp"
     out.mkdir()
-    proc = subprocess.Popen(
-        [
-            "storescp",
-            "-aet",
-            "STORESCP",
-            "+xa",
-            "--max-pdu",
-            str(MAX_PDU),
-            "-od",
-            str(out),
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "TCP_NODELAY": "1"},
-    )
-    try:
-        wait_for_echo(port, "STORESCP", proc)
-        yield "STORESCP", port, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+    argv = ["storescp", "-aet", "STORESCP", "+xa", "--max-pdu", str(MAX_PDU), "-od", str(out)]
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    with receiver([*argv, str(port)], "STORESCP", port, env) as r:
+        yield r
 
 
 def make_copies(name: str, n: int, folder: Path) -> list[Path]:

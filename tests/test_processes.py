@@ -32,6 +32,7 @@ def scp_siblings(pid: int) -> list[int]:
 
 def test_connections_go_round_robin_to_the_scp_processes(make_node_process, tmp_path):
     node = make_node_process(node={"processes": 2})
+    assert wait_for(lambda: "an SCP process is serving: 2 take turns" in node.log_text())
     studies = [send_study(node.port, tmp_path) for _ in range(4)]  # one association each
     assert wait_for(lambda: node.status().instances == 4)
     assert {s.study_uid for s in node.index.views.studies()} == set(studies)
@@ -44,6 +45,7 @@ def test_connections_go_round_robin_to_the_scp_processes(make_node_process, tmp_
 
 def test_a_dead_scp_process_costs_no_connection(make_node_process):
     node = make_node_process(node={"processes": 2})
+    assert wait_for(lambda: "an SCP process is serving: 2 take turns" in node.log_text())
     (sibling,) = scp_siblings(node.proc.pid)
     os.kill(sibling, signal.SIGKILL)
     assert wait_for(lambda: not Path(f"/proc/{sibling}").exists() or _zombie(sibling))

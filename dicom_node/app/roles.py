@@ -132,7 +132,7 @@ class RunningNode:
             sibling.start()
             theirs.close()  # the sibling has its own descriptor: its death shows here
             self.siblings.append(sibling)
-            self.scp.server.siblings.append(ours)
+            self.scp.server.add_sibling_when_ready(ours)
         if self.siblings:
             log.info(
                 "connections go round-robin to this and %d more SCP process(es)", len(self.siblings)

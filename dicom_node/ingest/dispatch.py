@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import threading
+import time
 
 from dicom_node.ingest.connections import NodeServer
 
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 MAX_ADDRESS_BYTES = 256
 HAND_OVER_S = 5.0  # a sibling that does not take a connection this long: served here
+SIBLING_START_S = 120.0
+READY = b"ready"
 
 
 class HandedOver(OSError):
@@ -44,6 +47,29 @@ class DispatchingServer(NodeServer):
         self.siblings = []
         self._turn = 0
         super().__init__(*args, **kwargs)
+
+    def add_sibling_when_ready(self, channel: socket.socket) -> None:
+        """Give `channel`'s process its turns once it says it is serving (a process takes a
+        second or two to start; until then the connections are served here)."""
+        threading.Thread(
+            target=self._wait_for_ready, args=(channel,), name="scp-sibling", daemon=True
+        ).start()
+
+    def _wait_for_ready(self, channel: socket.socket) -> None:
+        deadline = time.monotonic() + SIBLING_START_S
+        while time.monotonic() < deadline:
+            try:
+                said = channel.recv(16)
+            except TimeoutError:
+                continue
+            except OSError:
+                said = b""
+            if said == READY:
+                self.siblings.append(channel)
+                log.info("an SCP process is serving: %d take turns", len(self.siblings) + 1)
+                return
+            break
+        log.error("an SCP process did not start: its connections are served here")
 
     def get_request(self):
         sock, address = self.socket.accept()
@@ -85,6 +111,7 @@ class HandedServer(NodeServer):
         pass
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self.channel.sendall(READY)
         self._receiver.start()
         self._receiver.join()
 
