@@ -46,13 +46,17 @@ class Spool:
         path = self.incoming / f"{uuid.uuid4().hex}{TEMP_SUFFIX}"
         size = sum(len(chunk) for chunk in chunks)
         digest = hashlib.sha256()
-        hashing = None
-        if size >= HASH_IN_PARALLEL_BYTES:
-            hashing = threading.Thread(target=lambda: [digest.update(c) for c in chunks])
-            hashing.start()
-        else:
+
+        def hash_all() -> None:
             for chunk in chunks:
                 digest.update(chunk)
+
+        hashing = None
+        if size >= HASH_IN_PARALLEL_BYTES:
+            hashing = threading.Thread(target=hash_all, name="spool-hash")
+            hashing.start()
+        else:
+            hash_all()
         try:
             with open(path, "wb") as f:
                 for chunk in chunks:
