@@ -250,12 +250,15 @@ class WorkerSettings:
     batch_size: int = 16
     device: str = "auto"  # auto | cpu | cuda
     urgent_percentile: float | None = None  # None: urgent = above the model's operating point
+    unknown_age: str = "score"  # an image whose age the header does not give: score | refuse
     scoring: ScoringRetry = field(default_factory=ScoringRetry)
     export: ExportRetry = field(default_factory=ExportRetry)
 
     def check(self) -> str | None:
         if self.device not in ("auto", "cpu", "cuda"):
             return f"device must be auto, cpu or cuda, got {self.device!r}"
+        if self.unknown_age not in ("score", "refuse"):
+            return f"unknown_age must be score or refuse, got {self.unknown_age!r}"
         if self.poll_s <= 0 or self.lease_s <= 0 or self.batch_size < 1:
             return "poll_s, lease_s and batch_size must be positive"
         if self.loop_deadline_s <= self.poll_s:

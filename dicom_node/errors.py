@@ -11,8 +11,17 @@ class ConfigError(DicomNodeError):
     """The YAML configuration is missing, malformed or holds an impossible value."""
 
 
-class ImageDecodeError(DicomNodeError):
+class NotScorable(DicomNodeError):
+    """This model cannot score the study, now or ever: it ends `not_scored` with the message,
+    at the first attempt."""
+
+
+class ImageDecodeError(NotScorable):
     """A DICOM image's pixels cannot be turned into model input; the message says why."""
+
+
+class OutsidePopulation(NotScorable):
+    """No image of the study is from the population the model declares it was trained on."""
 
 
 class ModelFileError(DicomNodeError):

@@ -56,14 +56,21 @@ def test_orthanc_sends_studies_and_gets_sr_and_sc_back(make_node, tmp_path):
         def delivered():
             worklist = node.index.views.worklist()
             done = [r for r in worklist if r.deliveries.get("orthanc") == "sent"]
-            return worklist if len(done) == 6 else None
+            return worklist if len(done) == 5 else None
 
         worklist = wait_for(delivered, timeout=240, every=0.2)
         assert worklist, node.log_text()[-3000:]
+        # The adult CR chest (born 1940, studied 2004) is outside the model's population.
+        adult = wait_for(
+            lambda: [s for s in node.index.views.studies() if s.state.value == "not_scored"]
+        )
+        assert [s.reason for s in adult] == [
+            "not scored: outside the model's population: age 64 y (model: 1-5 y)"
+        ]
         scores = {r.study_uid: r.score for r in worklist}
         for study_uid, orthanc_id in studies.items():
             by_class = series_by_class(orthanc, orthanc_id)
-            if study_uid not in scores:  # the extremity study: nothing comes back
+            if study_uid not in scores:  # the extremity and the adult: nothing comes back
                 assert set(by_class) == {"1.2.840.10008.5.1.4.1.1.1"}, by_class
                 continue
             assert len(by_class[SR_CLASS]) == 1 and len(by_class[SC_CLASS]) == 1, by_class

@@ -120,7 +120,9 @@ class JobQueue:
                 study.max_score = max(i.score for i in scored.images)
                 study.max_percentile = max(i.percentile for i in scored.images)
                 study.scored_at = now
-                study.reason = f"{len(scored.images)} image(s) scored"
+                study.reason = "; ".join(
+                    filter(None, [f"{len(scored.images)} image(s) scored", scored.note])
+                )
             return True
 
     def finish_failed(

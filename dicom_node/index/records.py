@@ -118,6 +118,7 @@ class ScoredStudy:
     model: str
     objects: tuple[ResultObjectRecord, ...]
     destinations: tuple[str, ...]
+    note: str = ""  # kept as the study's reason: age unknown, images left out
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from dicom_node.errors import ModelFileError
 from dicom_node.model.calibration import Calibration
 from dicom_node.model.members import GanMember
+from dicom_node.model.population import Population
 from dicom_node.model.recipe import Recipe
 from dicom_node.model.scores import ImageScore
 
@@ -39,12 +40,14 @@ class AnomalyModel:
         members: list[GanMember],
         calibration: Calibration | None,
         info: dict | None = None,
+        population: Population | None = None,
     ) -> None:
         self.name = name
         self.recipe = recipe
         self.members = members
         self.calibration = calibration
         self.info = info or {}
+        self.population = population  # None: the model declares none, nothing is refused
         for m in self.members:
             m.eval()
 
@@ -112,6 +115,7 @@ class AnomalyModel:
             "members": len(self.members),
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "info": self.info,
+            "population": self.population.to_dict() if self.population else None,
         }
         (directory / MODEL_JSON).write_text(json.dumps(meta, indent=1) + "\n")
 
@@ -142,6 +146,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ano
         recipe = Recipe.from_dict(meta["recipe"])
         calibration = Calibration.from_dict(meta["calibration"]) if meta["calibration"] else None
         n_members = int(meta["members"])
+        population = meta.get("population") and Population.from_dict(meta["population"])
     except ModelFileError:
         raise
     except Exception as exc:
@@ -168,4 +173,6 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ano
                 f"{len(unexpected)} unexpected such as {unexpected[:1]})"
             )
         members.append(member.to(device))
-    return AnomalyModel(meta["name"], recipe, members, calibration, meta.get("info", {}))
+    return AnomalyModel(
+        meta["name"], recipe, members, calibration, meta.get("info", {}), population or None
+    )

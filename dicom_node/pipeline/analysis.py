@@ -16,7 +16,7 @@ import torch
 from pydicom.dataset import Dataset
 
 from dicom_node.config import Settings
-from dicom_node.errors import ImageDecodeError, InfrastructureError
+from dicom_node.errors import ImageDecodeError, InfrastructureError, OutsidePopulation
 from dicom_node.index.records import (
     ClaimedJob,
     ImageScoreRecord,
@@ -29,6 +29,7 @@ from dicom_node.ingest.spool import Spool, contained_path
 from dicom_node.model.ensemble import AnomalyModel
 from dicom_node.model.inputs import to_model_input
 from dicom_node.model.pixels import unit_image_from_dataset
+from dicom_node.model.population import age_of
 from dicom_node.model.scores import ImageScore
 from dicom_node.results.difference_map import (
     fit_for_display,
@@ -73,6 +74,7 @@ class LoadedStudy:
     images: tuple[InstanceRecord, ...]
     headers: tuple[Dataset, ...]  # each source's attributes for the results, no pixels
     units: tuple[np.ndarray, ...]  # each image for display and for the model
+    note: str = ""  # what the result must carry: age unknown, images left out
 
     @property
     def image_count(self) -> int:
@@ -87,20 +89,43 @@ class StudyAnalyser:
         self.spool = Spool(settings.storage.spool_dir)
 
     def load(self, job: ClaimedJob, images: Sequence[InstanceRecord]) -> LoadedStudy:
-        """Read and decode `images` (the study's chest images), each source file once.
+        """Read and decode `images` (the study's chest images), each source file once; those
+        outside the model's declared population are left out, with the reason.
 
-        ImageDecodeError: an image cannot be scored, now or ever. InfrastructureError or
-        OSError: the spool failed; a later attempt may succeed.
+        NotScorable (ImageDecodeError, OutsidePopulation): the study cannot be scored, now or
+        ever. InfrastructureError or OSError: the spool failed; a later attempt may succeed.
         """
         if not images:
             raise ImageDecodeError(f"study {job.study_uid}: no chest image left to score")
-        units, headers = [], []
+        kept, units, headers, outside, notes = [], [], [], [], []
         for inst in images:  # one source in memory at a time; only its picture is kept
             ds = self._read_source(inst)
+            if problem := self._outside_population(ds):
+                outside.append(problem)
+                continue
             unit = unit_image_from_dataset(ds, source=f"instance {inst.sop_instance_uid}")
             units.append(fit_for_display(unit))  # a 4000 px source costs what a 2048 px one does
             headers.append(header_for_results(ds))
-        return LoadedStudy(job, tuple(images), tuple(headers), tuple(units))
+            kept.append(inst)
+        reasons = "; ".join(sorted(set(outside)))
+        if not kept:
+            raise OutsidePopulation(f"outside the model's population: {reasons}")
+        population = self.model.population
+        if population and any(age_of(h) is None for h in headers):
+            notes.append(f"age unknown (model: {population.ages})")
+        if outside:
+            notes.append(f"{len(outside)} image(s) outside the model's population: {reasons}")
+        return LoadedStudy(job, tuple(kept), tuple(headers), tuple(units), "; ".join(notes))
+
+    def _outside_population(self, ds: Dataset) -> str | None:
+        population = self.model.population
+        if population is None:
+            return None
+        if problem := population.problem(ds):
+            return problem
+        if self.settings.worker.unknown_age == "refuse" and age_of(ds) is None:
+            return f"age unknown (model: {population.ages}; worker.unknown_age is refuse)"
+        return None
 
     def score(self, studies: Sequence[LoadedStudy]) -> list[list[ImageScore]]:
         """Every image of several studies through the model together, `worker.batch_size`
@@ -130,6 +155,7 @@ class StudyAnalyser:
             model=self.model.name,
             objects=objects,
             destinations=tuple(d.name for d in self.settings.destinations),
+            note=study.note,
         )
 
     def _read_source(self, inst: InstanceRecord) -> Dataset:

@@ -3,7 +3,8 @@ leases, keep the leases alive while the studies are analysed, and write each job
 state in `finally`, whatever happened:
 
 - scored: scores, result objects, priority and exports in one commit;
-- bad input (an image that cannot be decoded): dead at once, the study "not scored: reason";
+- bad input (an image that cannot be decoded, a patient outside the model's population): dead
+  at once, the study "not scored: reason";
 - anything else: retried with backoff per `worker.scoring`; infrastructure failures are
   retried for as long as they last and re-raised, so the loop reports itself unhealthy.
 
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from dicom_node.config import Settings
-from dicom_node.errors import ImageDecodeError
+from dicom_node.errors import NotScorable
 from dicom_node.index import Index
 from dicom_node.index.database import utcnow
 from dicom_node.index.records import ClaimedJob, ScoredStudy
@@ -142,7 +143,7 @@ class _Batch:
     def attempt(self, job: ClaimedJob, step: Callable[..., T], *args) -> T | None:
         try:
             return step(*args)
-        except ImageDecodeError as exc:  # the same bytes will not decode next time either
+        except NotScorable as exc:  # the same bytes will not do next time either
             self.failures[job.id] = RetryDecision(str(exc), None)
         except Exception as exc:
             self._failed(job, exc)
