@@ -88,8 +88,11 @@ def run_demo(base: Settings, timeout_s: float = 300) -> int:
             if study.state in (StudyState.SKIPPED, StudyState.NOT_SCORED):
                 print(
                     f"{study.state.value}: study {study.study_uid} "
-                    f"(accession {study.accession_number}): {study.reason}"
+                    f"(accession {study.accession_number}): "
+                    f"{study.reason.removeprefix('not scored: ')}"
                 )
+            elif study.state is StudyState.SCORED and "; " in study.reason:
+                print(f"scored, accession {study.accession_number}: {study.reason}")
         print(f"\nreceived by {PACS_AE} (port {pacs.port}):")
         for study_uid, kind, path in sorted(pacs.received):
             print(f"  {kind:<32} study ...{study_uid[-12:]}  {path}")
