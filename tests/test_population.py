@@ -91,7 +91,8 @@ def test_unknown_age_refused_by_policy_ends_not_scored_with_nothing_sent(make_no
     assert wait_for(lambda: node.counts("studies").get("not_scored") == 1, timeout=60)
     (row,) = node.index.views.studies()
     assert row.reason == (
-        "not scored: outside the model's population: age unknown (model: 1-5 y; worker.unknown_age is refuse)"
+        "not scored: outside the model's population: age unknown "
+        "(model: 1-5 y; worker.unknown_age is refuse)"
     )
     assert row.priority is None and not node.index.views.worklist()
     assert node.counts("jobs") == {"dead": 1} and not node.counts("exports")
