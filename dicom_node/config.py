@@ -7,6 +7,7 @@ configuration. Each section's `check` says what is impossible about its values.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,7 +161,7 @@ class CompletionRule:
             return "a completion rule needs stable_after_s, expected_instances or both"
         return None
 
-    def matches(self, calling_aes: set[str], modalities: set[str]) -> bool:
+    def matches(self, calling_aes: Set[str], modalities: Set[str]) -> bool:
         return (self.calling_ae is None or self.calling_ae in calling_aes) and (
             self.modality is None or self.modality.upper() in modalities
         )
@@ -180,7 +181,7 @@ class StudySettings:
             return f"stable_after_s must be positive, got {self.stable_after_s}"
         return None
 
-    def rule_for(self, calling_aes: set[str], modalities: set[str]) -> CompletionRule:
+    def rule_for(self, calling_aes: Set[str], modalities: Set[str]) -> CompletionRule:
         """The first completion rule matching a study; the default quiet period otherwise."""
         for rule in self.completion:
             if rule.matches(calling_aes, modalities):

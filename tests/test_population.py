@@ -11,6 +11,8 @@ from dicom_node.config import SHIPPED_MODEL
 from dicom_node.model.ensemble import load_model
 from dicom_node.model.population import Population, age_of
 from dicom_node.samples import SAMPLES_DIR
+from dicom_node.testing.peers import storescu
+from tests.dicom_fixtures import with_new_uids
 from tests.nodes import FAST_WORKER, destination, send_study, wait_for
 
 CHILDREN = Population(1, 5, ("CR", "DX"), ("AP",), "test")
@@ -80,6 +82,18 @@ def test_a_study_of_unknown_age_is_scored_and_says_so(make_node, pacs, tmp_path)
     (row,) = node.index.views.studies()
     assert row.state.value == "scored"
     assert row.reason == "1 image(s) scored; age unknown (model: 1-5 y)"
+
+
+@pytest.mark.integration
+def test_a_child_whose_header_gives_the_age_is_scored_without_a_caveat(make_node, tmp_path):
+    node = make_node(worker=FAST_WORKER)
+    path = with_new_uids(SAMPLES_DIR / "zhanglab_03_pneumonia.dcm", tmp_path / "aged.dcm")
+    ds = pydicom.dcmread(path)
+    ds.PatientAge = "003Y"  # Patient Age only: no birth date
+    ds.save_as(path)
+    assert storescu(node.port, path).returncode == 0
+    assert wait_for(lambda: node.counts("studies").get("scored") == 1, timeout=60)
+    assert node.index.views.studies()[0].reason == "1 image(s) scored"
 
 
 @pytest.mark.integration

@@ -146,3 +146,4 @@ class HandedServer(NodeServer):
         except OSError:
             pass
         self.channel.close()
+        self.server_close()  # the TCP socket socketserver made, never bound

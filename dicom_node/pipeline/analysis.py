@@ -98,11 +98,13 @@ class StudyAnalyser:
         if not images:
             raise ImageDecodeError(f"study {job.study_uid}: no chest image left to score")
         kept, units, headers, outside, notes = [], [], [], [], []
+        age_unknown = False
         for inst in images:  # one source in memory at a time; only its picture is kept
             ds = self._read_source(inst)
             if problem := self._outside_population(ds):
                 outside.append(problem)
                 continue
+            age_unknown = age_unknown or age_of(ds) is None
             unit = unit_image_from_dataset(ds, source=f"instance {inst.sop_instance_uid}")
             units.append(fit_for_display(unit))  # a 4000 px source costs what a 2048 px one does
             headers.append(header_for_results(ds))
@@ -111,7 +113,7 @@ class StudyAnalyser:
         if not kept:
             raise OutsidePopulation(f"outside the model's population: {reasons}")
         population = self.model.population
-        if population and any(age_of(h) is None for h in headers):
+        if population and age_unknown:
             notes.append(f"age unknown (model: {population.ages})")
         if outside:
             notes.append(f"{len(outside)} image(s) outside the model's population: {reasons}")

@@ -59,7 +59,7 @@ def completion_of(
                 f"MPPS {step.sop_instance_uid} COMPLETED and all {len(step.referenced)} "
                 "instance(s) it lists received"
             )
-    rule = studies.rule_for(set(study.calling_aes), set(study.modalities))
+    rule = studies.rule_for(study.calling_aes, study.modalities)
     expected = rule.expected_instances
     if expected is not None and len(study.sop_instance_uids) >= expected:
         return f"{len(study.sop_instance_uids)} of {expected} expected instance(s) ({_name(rule)})"
