@@ -7,11 +7,21 @@ configuration. Each section's `check` says what is impossible about its values.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "alpha-gan-zhanglab"
+# Package data (in a checkout, links to models/ and config/): what a wheel installs.
+SHIPPED = Path(__file__).resolve().parent / "shipped"
+SHIPPED_MODEL = SHIPPED / "alpha-gan-zhanglab"
+SHIPPED_CONFIG = SHIPPED / "node.yaml"
+
+
+def default_data_dir() -> Path:
+    """Where a node keeps its data when no configuration says: $XDG_DATA_HOME/dicom-node."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "dicom-node"
 
 
 def _check_ae_title(value: str) -> str | None:
@@ -103,7 +113,7 @@ class NodeSettings:
 
 @dataclass(frozen=True)
 class StorageSettings:
-    data_dir: Path = Path("var")
+    data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None  # None = SQLite file in data_dir
     min_free_bytes: int = 1_000_000_000  # below this, C-STORE answers 0xA700 (retry later)
     max_instance_bytes: int = 1_000_000_000  # a larger dataset's connection is closed
@@ -256,6 +266,8 @@ class WorkerSettings:
     export: ExportRetry = field(default_factory=ExportRetry)
 
     def check(self) -> str | None:
+        if self.urgent_percentile is not None and not 0 < self.urgent_percentile < 100:
+            return f"urgent_percentile must be between 0 and 100, got {self.urgent_percentile}"
         if self.device not in ("auto", "cpu", "cuda"):
             return f"device must be auto, cpu or cuda, got {self.device!r}"
         if self.unknown_age not in ("score", "refuse"):

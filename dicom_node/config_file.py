@@ -1,12 +1,17 @@
 """The YAML configuration file, loaded once into `Settings`.
 
-Paths are relative to the configuration file. A missing file, unknown key, wrong type or
-impossible value raises `ConfigError` naming the file, the key and the reason.
+Relative paths are relative to the configuration file; `~` is the user's home; `null` is the
+key's default. A missing file, unknown key, wrong type or impossible value raises
+`ConfigError` naming the file, the key and the reason.
+
+Which file: `--config FILE`, else `$DICOM_NODE_CONFIG`, else none (every key at its default:
+data in $XDG_DATA_HOME/dicom-node, the shipped model), from whatever directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from pathlib import Path
@@ -16,8 +21,19 @@ import yaml
 from dicom_node.config import Settings
 from dicom_node.errors import ConfigError
 
+CONFIG_VARIABLE = "DICOM_NODE_CONFIG"
 
-def load_settings(path: str | Path) -> Settings:
+
+def config_path(explicit: str | Path | None) -> Path | None:
+    """The configuration file to read: the one named, else $DICOM_NODE_CONFIG, else none."""
+    chosen = explicit or os.environ.get(CONFIG_VARIABLE)
+    return Path(chosen) if chosen else None
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """The settings in `path`; every default when `path` is None."""
+    if path is None:
+        return Settings()
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: configuration file not found")
@@ -29,8 +45,7 @@ def load_settings(path: str | Path) -> Settings:
         raise ConfigError(f"{path}: top level must be a mapping of sections")
     base = path.resolve().parent
     settings = _build(Settings, data, "", base, path)
-    storage = dataclasses.replace(settings.storage, data_dir=base / settings.storage.data_dir)
-    return dataclasses.replace(settings, storage=storage, source=path.resolve())
+    return dataclasses.replace(settings, source=path.resolve())
 
 
 def _build(cls: type, data: object, key: str, base: Path, file: Path):
@@ -48,6 +63,7 @@ def _build(cls: type, data: object, key: str, base: Path, file: Path):
     values = {
         name: _convert(hints[name], value, f"{key}.{name}" if key else name, base, file)
         for name, value in data.items()
+        if value is not None or _optional(hints[name])  # null: the default
     }
     try:
         obj = cls(**values)
@@ -57,6 +73,12 @@ def _build(cls: type, data: object, key: str, base: Path, file: Path):
     if check is not None and (problem := check()):
         raise ConfigError(f"{file}: {where}: {problem}")
     return obj
+
+
+def _optional(hint) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in (
+        typing.get_args(hint)
+    )
 
 
 def _convert(hint, value, key: str, base: Path, file: Path):
@@ -75,7 +97,7 @@ def _convert(hint, value, key: str, base: Path, file: Path):
     if hint is Path:
         if not isinstance(value, str):
             raise ConfigError(f"{file}: {key}: expected a path, got {value!r}")
-        return (base / value).resolve()
+        return (base / Path(value).expanduser()).resolve()
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (str, int, float, bool) and (

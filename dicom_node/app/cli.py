@@ -1,41 +1,84 @@
 """`dicom-node`: one console command with a subcommand per job.
 
+Every command that reads a configuration takes `--config FILE`; without it, the file named by
+$DICOM_NODE_CONFIG; without that, the defaults (data in $XDG_DATA_HOME/dicom-node, the shipped
+model). It works from any directory.
+
 Only the commands that score or train import torch (`serve`, `worker`, `demo`, and the model
-commands); `status`, `worklist` and `config check` read the index and start in well under a
-second.
+commands); `status`, `worklist` read the index and start in well under a second.
+
+Exit status: 0 done; 1 the command ran and found something wrong (an unhealthy loop, a file
+it could not score, a configuration problem); 2 it could not run (bad configuration, index
+unreachable, a port taken).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
+from pathlib import Path
 
+from dicom_node import __version__
 from dicom_node.app.logs import configure_logging
-from dicom_node.config import Settings
-from dicom_node.config_file import load_settings
-from dicom_node.errors import DicomNodeError
+from dicom_node.config import SHIPPED_CONFIG, SHIPPED_MODEL, Settings
+from dicom_node.config_file import CONFIG_VARIABLE, config_path, load_settings
+from dicom_node.errors import ConfigError, DicomNodeError
 
-DEFAULT_CONFIG = "config/node.yaml"
+CONFIG_HELP = f"configuration file (default: ${CONFIG_VARIABLE}, else every key at its default)"
 
 
 def _settings(args) -> Settings:
-    return load_settings(args.config)
+    return load_settings(config_path(args.config))
 
 
 def cmd_serve(args) -> int:
+    from dicom_node.app.preflight import require_world
     from dicom_node.app.roles import RunningNode, run_until_stopped
 
     settings = _settings(args)
+    require_world(settings)
     run_until_stopped(lambda: RunningNode(settings))
     return 0
 
 
 def cmd_worker(args) -> int:
+    from dicom_node.app.preflight import require_world
     from dicom_node.app.roles import RunningWorker, run_until_stopped
 
     settings = _settings(args)
+    require_world(settings)
     run_until_stopped(lambda: RunningWorker(settings))
+    return 0
+
+
+def cmd_init(args) -> int:
+    """A site's configuration: the documented defaults with this site's absolute data folder."""
+    site = Path(args.dir).expanduser().resolve()
+    target, data_dir = site / "node.yaml", site / "data"
+    if target.exists():
+        raise ConfigError(f"{target}: already exists; not overwritten")
+    text = SHIPPED_CONFIG.read_text()
+    default = "  data_dir: null              #"
+    if default not in text:  # the shipped file and this command must change together
+        raise ConfigError(f"{SHIPPED_CONFIG}: no data_dir line to fill in")
+    text = text.replace(default, f"  data_dir: {json.dumps(str(data_dir))}  #", 1)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    print(f"wrote {target} (data in {data_dir}, model {SHIPPED_MODEL.name} as shipped)")
+    print(f"next: edit destinations in it, then `dicom-node config check {target}`")
+    return 0
+
+
+def cmd_db_upgrade(args) -> int:
+    from dicom_node.app.roles import open_index
+    from dicom_node.index.database import HEAD_REVISION
+
+    settings = _settings(args)
+    open_index(settings, upgrade=True).close()
+    print(f"index {settings.storage.effective_database_url}: at schema revision {HEAD_REVISION}")
     return 0
 
 
@@ -108,46 +151,75 @@ def cmd_status(args) -> int:
 
 
 def cmd_config_check(args) -> int:
-    settings = load_settings(args.file)
+    from dicom_node.app.preflight import check_world
+
+    settings = load_settings(config_path(args.file))
+    finding = check_world(settings, probe=args.probe)
+    for problem in finding.problems:
+        print(problem.line(settings), file=sys.stderr)
+    if finding.problems:
+        return 1
+    for note in finding.notes:
+        print(f"  {note}")
     print(
-        f"{settings.source}: valid (AE {settings.node.ae_title} on port {settings.node.port}, "
-        f"data in {settings.storage.data_dir}, model {settings.model.path})"
+        f"{settings.source or '(defaults)'}: valid (AE {settings.node.ae_title} on port "
+        f"{settings.node.port}, model {settings.model.path})"
     )
     return 0
 
 
+def _version() -> str:
+    meta = json.loads((SHIPPED_MODEL / "model.json").read_text())
+    model = f"{meta['name']} {meta.get('info', {}).get('version', '')}".strip()
+    return f"dicom-node {__version__} (shipped model {model}, model format {meta['format']})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dicom-node", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="dicom-node", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the node in the foreground")
-    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--config", help=CONFIG_HELP)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="score queued studies and/or deliver results (no SCP)")
-    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--config", help=CONFIG_HELP)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="node + stand-in PACS + the samples, end to end")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="model and worker settings to use")
+    p.add_argument("--config", help="model and worker settings to use")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("worklist", help="scored studies in reading order")
-    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_worklist)
 
     p = sub.add_parser("status", help="counts, dead letters and the health of every loop")
-    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("config", help="configuration tools")
     csub = p.add_subparsers(dest="config_command", required=True)
-    c = csub.add_parser("check", help="validate a configuration file without starting")
-    c.add_argument("file")
+    c = csub.add_parser("check", help="check a configuration and what it needs of the world")
+    c.add_argument("file", nargs="?", help=CONFIG_HELP)
+    c.add_argument("--probe", action="store_true", help="also C-ECHO every destination")
     c.set_defaults(func=cmd_config_check)
+
+    p = sub.add_parser("init", help="write a site's node.yaml (absolute paths) and data folder")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("db", help="index tools")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    c = dsub.add_parser("upgrade", help="create the index or bring it to this release's schema")
+    c.add_argument("--config", help=CONFIG_HELP)
+    c.set_defaults(func=cmd_db_upgrade)
 
     from dicom_node.training.commands import add_model_commands
 
@@ -158,10 +230,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
+    if not args.verbose:  # libraries' deprecation and user warnings are not the user's business
+        warnings.simplefilter("ignore")
     try:
         return args.func(args)
     except DicomNodeError as exc:
         print(f"dicom-node: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `dicom-node worklist | head`: the reader has gone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(f"dicom-node: {type(exc).__name__}: {exc} (-v shows the traceback)", file=sys.stderr)
         return 2
 
 

@@ -9,6 +9,8 @@ Every loop is a `SupervisedLoop`; `health()` says how each is doing.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -16,9 +18,11 @@ import signal
 import socket
 import threading
 import uuid
+from pathlib import Path
 
 from dicom_node.app.logs import configure_logging
 from dicom_node.config import Settings
+from dicom_node.errors import DicomNodeError
 from dicom_node.index import Index
 from dicom_node.index.records import LoopHealth
 from dicom_node.ingest.dispatch import sibling_channels
@@ -36,6 +40,28 @@ def open_index(settings: Settings, upgrade: bool = True) -> Index:
     if upgrade:
         settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     return Index(settings.storage.effective_database_url, upgrade=upgrade)
+
+
+class DataDirLock:
+    """One node per data folder: `serve` holds an exclusive lock on data_dir/node.lock while
+    it runs (the kernel lets go when the process ends, however it ends). Workers take none."""
+
+    def __init__(self, data_dir: Path) -> None:
+        path = data_dir / "node.lock"
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            raise DicomNodeError(
+                f"another node (pid {holder}) is running on {data_dir}: one node per data_dir"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        os.close(self._fd)
 
 
 def process_owner() -> str:
@@ -108,7 +134,15 @@ class RunningNode:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.owner = process_owner()
+        with contextlib.ExitStack() as undo:  # a failed start leaves nothing running
+            self._start(settings, undo)
+            undo.pop_all()
+
+    def _start(self, settings: Settings, undo: contextlib.ExitStack) -> None:
         self.index = open_index(settings)
+        undo.callback(self.index.close)
+        self.lock = DataDirLock(settings.storage.data_dir)
+        undo.callback(self.lock.release)
         forget_dead_processes(self.index)
         spool = Spool(settings.storage.spool_dir)
         spool.clean_leftovers()  # before anyone writes
@@ -125,8 +159,10 @@ class RunningNode:
             self.index.performed_steps,
             max_instance_bytes=settings.storage.max_instance_bytes,
         )
+        undo.callback(self.scp.stop)
         spawn = multiprocessing.get_context("spawn")
         self.siblings = []
+        undo.callback(self._stop_siblings)
         for i, (ours, theirs) in enumerate(sibling_channels(settings.node.processes - 1), 1):
             sibling = spawn.Process(target=_scp_process, args=(settings, theirs), name=f"scp-{i}")
             sibling.start()
@@ -169,15 +205,19 @@ class RunningNode:
     def health(self) -> list[LoopHealth]:
         return self.loops.health()
 
-    def stop(self) -> None:
-        log.info("stopping: finishing in-flight associations")
-        self.scp.stop()
+    def _stop_siblings(self) -> None:
         for p in self.siblings:
             p.terminate()  # SIGTERM: each finishes its own associations
         for p in self.siblings:
             p.join(timeout=90)
+
+    def stop(self) -> None:
+        log.info("stopping: finishing in-flight associations")
+        self.scp.stop()
+        self._stop_siblings()
         self.loops.stop()
         self.index.close()
+        self.lock.release()
         log.info("stopped")
 
 

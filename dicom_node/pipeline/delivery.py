@@ -11,6 +11,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom.sop_class import Verification
 
 from dicom_node.config import Destination, Settings
 from dicom_node.errors import DicomNodeError, InfrastructureError
@@ -45,8 +46,7 @@ def send_objects(
 ) -> None:
     """Store every dataset at the destination, calling `acknowledged(i)` as soon as the i-th
     is stored; or raise ExportError saying why and whether a later attempt can help."""
-    ae = AE(ae_title=calling_ae)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae = _calling_ae(calling_ae)
     # A context of its own for each compressed form (the destination accepts or declines
     # it), and one uncompressed context per SOP class to fall back on.
     uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
@@ -58,11 +58,7 @@ def send_objects(
         ae.add_requested_context(sop_class, uncompressed)
     assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
     if not assoc.is_established:
-        raise ExportError(
-            f"{destination.name} ({destination.ae_title}@{destination.host}:{destination.port}): "
-            "association not established (down, or refusing us)",
-            permanent=False,
-        )
+        raise ExportError(_not_established(destination), permanent=False)
     try:
         for i, ds in enumerate(datasets):
             syntaxes = {
@@ -90,6 +86,35 @@ def send_objects(
     finally:
         assoc.release()
     log.info("sent %d object(s) to %s", len(datasets), destination.name)
+
+
+def echo(destination: Destination, calling_ae: str) -> str | None:
+    """C-ECHO the destination; None when it answers Success, else what went wrong."""
+    ae = _calling_ae(calling_ae)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    if not assoc.is_established:
+        return _not_established(destination)
+    try:
+        status = assoc.send_c_echo()
+    finally:
+        assoc.release()
+    if not status or int(status.Status) != 0:
+        return f"{destination.name}: C-ECHO not answered with Success"
+    return None
+
+
+def _calling_ae(title: str) -> AE:
+    ae = AE(ae_title=title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    return ae
+
+
+def _not_established(destination: Destination) -> str:
+    return (
+        f"{destination.name} ({destination.ae_title}@{destination.host}:{destination.port}): "
+        "association not established (down, or refusing us)"
+    )
 
 
 class DeliveryStep:

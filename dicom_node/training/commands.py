@@ -32,9 +32,9 @@ def _parse_weights(text: str, arch: Architecture) -> dict[str, float]:
 def _model_path(args) -> Path:
     if args.model:
         return Path(args.model)
-    from dicom_node.config_file import load_settings
+    from dicom_node.config_file import config_path, load_settings
 
-    return load_settings(args.config).model.path
+    return load_settings(config_path(args.config)).model.path
 
 
 def cmd_train(args) -> int:
@@ -170,7 +170,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("calibrate", help="new statistic weights or operating point, no retraining")
     p.add_argument("--model", help="model directory (default: the one in --config)")
-    p.add_argument("--config", default="config/node.yaml")
+    p.add_argument("--config")
     p.add_argument("--data", required=True, help="the training data (its held-out normals)")
     p.add_argument("--combine", default=DEFAULT_WEIGHTS)
     p.add_argument("--val")
@@ -179,7 +179,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("evaluate", help="AUROC and operating point on a labelled set")
     p.add_argument("--model", help="model directory (default: the one in --config)")
-    p.add_argument("--config", default="config/node.yaml")
+    p.add_argument("--config")
     p.add_argument("--data", required=True)
     p.add_argument("--compare", action="append", default=[], help="another model directory")
     p.add_argument("--pca-train", help="normals .npz to fit the PCA baseline on")
@@ -190,6 +190,6 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score DICOM images")
     p.add_argument("files", nargs="+")
     p.add_argument("--model")
-    p.add_argument("--config", default="config/node.yaml")
+    p.add_argument("--config")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
