@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dicom_node.app.cli import main
-from dicom_node.config import SHIPPED_MODEL, StudySettings
+from dicom_node.config import SHIPPED_MODEL, StudySettings, default_data_dir
 from dicom_node.config_file import load_settings
 from dicom_node.errors import ConfigError
 
@@ -27,7 +27,16 @@ def test_shipped_default_config_is_valid_and_points_at_the_shipped_model():
     assert settings.studies.accept.modalities == ("CR", "DX")
     assert settings.studies == StudySettings()  # the file documents the defaults, rules included
     assert settings.model.path == SHIPPED_MODEL
-    assert settings.storage.data_dir == REPO / "var"
+    assert settings.storage.data_dir == default_data_dir()  # no path that moves with the file
+
+
+def test_null_is_the_default_and_a_path_may_start_at_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    s = load_settings(write(tmp_path, "storage: {data_dir: null}\nmodel: {path: ~/m}\n"))
+    assert s.storage.data_dir == tmp_path / "xdg" / "dicom-node"
+    assert s.model.path == tmp_path / "m"
+    assert load_settings(None).storage.data_dir == tmp_path / "xdg" / "dicom-node"
 
 
 def test_three_lines_are_a_valid_config_with_paths_relative_to_the_file(tmp_path):
@@ -52,6 +61,7 @@ def test_three_lines_are_a_valid_config_with_paths_relative_to_the_file(tmp_path
         ("node: {accept_from: [{host: not-an-ip}]}", "node.accept_from[0]: host 'not-an-ip'"),
         ("node: {tls: {enabled: true}}", "tls.enabled needs tls.cert"),
         ("studies: {stable_after_s: 0}", "stable_after_s must be positive"),
+        ("worker: {urgent_percentile: 150}", "urgent_percentile must be between 0 and 100"),
         ("studies: {accept: {modalities: CR}}", "studies.accept.modalities: expected a list"),
         (
             "studies: {completion: [{modality: CR}]}",
@@ -76,7 +86,8 @@ def test_missing_file(tmp_path):
         load_settings(tmp_path / "absent.yaml")
 
 
-def test_config_check_command(tmp_path, capsys):
+def test_config_check_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert main(["config", "check", str(write(tmp_path, "node: {port: 104}"))]) == 0
     assert "valid" in capsys.readouterr().out
     assert main(["config", "check", str(write(tmp_path, "node: {port: -1}"))]) == 2

@@ -4,13 +4,13 @@ in this process through its index. The samples test runs on SQLite and PostgreSQ
 from __future__ import annotations
 
 import hashlib
-import subprocess
 
 import pydicom
 import pytest
 
 from dicom_node.samples import STORESCU_SYNTAX_OPTION, sample_files
 from dicom_node.testing.peers import echoscu, storescu
+from tests.certs import self_signed
 from tests.dicom_fixtures import SMALL_SAMPLE, with_new_uids
 from tests.nodes import wait_for
 
@@ -145,36 +145,17 @@ def test_tls_association(make_node, tmp_path):
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            str(tmp_path / "key.pem"),
-            "-out",
-            str(tmp_path / "cert.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path)
     node = make_node(
         node={
             "tls": {
                 "enabled": True,
-                "cert": str(tmp_path / "cert.pem"),
-                "key": str(tmp_path / "key.pem"),
+                "cert": str(cert),
+                "key": str(key),
             }
         }
     )
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tmp_path / "cert.pem"))
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
     ae = AE()
     ae.add_requested_context(Verification)
     assoc = ae.associate(

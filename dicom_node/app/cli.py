@@ -39,7 +39,7 @@ def cmd_serve(args) -> int:
     from dicom_node.app.roles import RunningNode, run_until_stopped
 
     settings = _settings(args)
-    require_world(settings)
+    require_world(settings, scores=settings.worker.enabled)
     run_until_stopped(lambda: RunningNode(settings))
     return 0
 
@@ -49,7 +49,7 @@ def cmd_worker(args) -> int:
     from dicom_node.app.roles import RunningWorker, run_until_stopped
 
     settings = _settings(args)
-    require_world(settings)
+    require_world(settings, scores=True)
     run_until_stopped(lambda: RunningWorker(settings))
     return 0
 

@@ -60,9 +60,10 @@ def check_world(settings: Settings, *, load_model: bool = True, probe: bool = Fa
     return Finding(tuple(problems), tuple(notes))
 
 
-def require_world(settings: Settings) -> None:
-    """Start-up's check: ConfigError with every blocking problem; others are logged."""
-    finding = check_world(settings, load_model=False)
+def require_world(settings: Settings, scores: bool) -> None:
+    """Start-up's check (the model too when this process `scores`): ConfigError with every
+    blocking problem; the others are logged."""
+    finding = check_world(settings, load_model=scores)
     for problem in finding.problems:
         if not problem.blocks_start:
             log.warning("%s", problem.line(settings))
