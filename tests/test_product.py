@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,33 @@ def test_config_from_the_environment_and_a_closed_pipe(site, tmp_path):
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     result = run_cli("status", cwd=tmp_path, env={"DICOM_NODE_CONFIG": str(site)})
     assert str(site.parent / "data") in result.stdout, result.stdout + result.stderr
+
+
+def test_the_wheel_carries_the_model_and_the_default_config(tmp_path):
+    repo = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(repo),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("dicom_node-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for shipped in (
+        "node.yaml",
+        "alpha-gan-zhanglab/model.json",
+        "alpha-gan-zhanglab/weights.safetensors",
+        "alpha-gan-zhanglab/MODEL_CARD.md",
+    ):
+        assert f"dicom_node/shipped/{shipped}" in names
