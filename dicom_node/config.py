@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,11 +209,41 @@ class ModelSettings:
 
 
 @dataclass(frozen=True)
+class DestinationTls:
+    """DICOM TLS (PS3.15 B.1) to a destination: its certificate is verified against `ca` (the
+    system's CAs when null) and its host name; `cert` and `key`: ours, when it asks."""
+
+    enabled: bool = False
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    def check(self) -> str | None:
+        if (self.cert is None) != (self.key is None):
+            return "tls.cert and tls.key go together"
+        for name in ("ca", "cert", "key"):
+            path = getattr(self, name)
+            if self.enabled and path is not None and not path.is_file():
+                return f"tls.{name}: {path} is not a file"
+        return None
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(
+            ssl.Purpose.SERVER_AUTH, cafile=str(self.ca) if self.ca else None
+        )
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.cert is not None:
+            context.load_cert_chain(str(self.cert), str(self.key))
+        return context
+
+
+@dataclass(frozen=True)
 class Destination:
     name: str
     ae_title: str
     host: str
     port: int
+    tls: DestinationTls = field(default_factory=DestinationTls)
 
     def check(self) -> str | None:
         if not 0 < self.port < 65536:

@@ -16,7 +16,7 @@ import yaml
 
 from dicom_node import __version__
 from dicom_node.app.cli import main
-from dicom_node.app.roles import DataDirLock
+from dicom_node.app.roles import PortLock
 from dicom_node.config_file import load_settings
 from dicom_node.errors import DicomNodeError
 from tests.certs import self_signed
@@ -155,12 +155,13 @@ def test_serve_on_a_taken_port_says_so_without_a_traceback(site, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_one_node_per_data_dir(tmp_path):
-    first = DataDirLock(tmp_path)
-    with pytest.raises(DicomNodeError, match=f"another node \\(pid {os.getpid()}\\) is running"):
-        DataDirLock(tmp_path)
+def test_a_second_node_on_the_port_is_told_who_holds_it(tmp_path):
+    first = PortLock(tmp_path, 11112)
+    with pytest.raises(DicomNodeError, match=f"port 11112 is held by .* \\(pid {os.getpid()}\\)"):
+        PortLock(tmp_path, 11112)
+    PortLock(tmp_path, 11113).release()  # another port of the same data_dir
     first.release()
-    DataDirLock(tmp_path).release()  # free again once the first has gone
+    PortLock(tmp_path, 11112).release()  # free again once the first has gone
 
 
 def test_db_upgrade_creates_the_index_and_check_then_reports_it_current(site, capsys):
@@ -215,3 +216,32 @@ def test_the_wheel_carries_the_model_and_the_default_config(tmp_path):
         "alpha-gan-zhanglab/MODEL_CARD.md",
     ):
         assert f"dicom_node/shipped/{shipped}" in names
+
+
+def test_probe_echoes_destinations_over_tls_and_verifies_their_certificate(make_node, tmp_path):
+    cert, key = self_signed(tmp_path, "localhost")
+    node = make_node(node={"tls": {"enabled": True, "cert": str(cert), "key": str(key)}})
+    destination = {
+        "name": "tls-node",
+        "ae_title": "DICOM_NODE",
+        "host": "127.0.0.1",
+        "port": node.port,
+    }
+    trusted = {**destination, "tls": {"enabled": True, "ca": str(cert)}}
+    untrusted = {**destination, "tls": {"enabled": True}}  # the system's CAs: not ours
+    plain = destination
+    for given, ok in ((trusted, True), (untrusted, False), (plain, False)):
+        config = tmp_path / "probe.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "storage": {"data_dir": str(tmp_path / "d")},
+                    "worker": {"loops": ["delivery"]},
+                    "destinations": [given],
+                }
+            )
+        )
+        result = run_cli("config", "check", "--probe", str(config), cwd=tmp_path)
+        assert (result.returncode == 0) is ok, (given, result.stdout, result.stderr)
+        if not ok:
+            assert "destinations[0]: tls-node (DICOM_NODE@127.0.0.1" in result.stderr

@@ -85,7 +85,7 @@ def cmd_db_upgrade(args) -> int:
 def cmd_demo(args) -> int:
     from dicom_node.app.demo import run_demo
 
-    return run_demo(_settings(args))
+    return run_demo(_settings(args), keep=args.keep)
 
 
 def cmd_worklist(args) -> int:
@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="node + stand-in PACS + the samples, end to end")
     p.add_argument("--config", help="model and worker settings to use")
+    p.add_argument("--keep", action="store_true", help="keep the demo's folder (PACS, index)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("worklist", help="scored studies in reading order")

@@ -8,6 +8,7 @@ waits for scoring and delivery, and prints the worklist and where every result w
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import socket
 import tempfile
 import time
@@ -50,8 +51,19 @@ def send_samples(port: int, calling: str = "DEMO_MODALITY") -> int:
     return sent
 
 
-def run_demo(base: Settings, timeout_s: float = 300) -> int:
+def run_demo(base: Settings, keep: bool = False, timeout_s: float = 300) -> int:
+    """Run the demo in a temporary folder, removed at the end unless `keep`."""
     workdir = Path(tempfile.mkdtemp(prefix="dicom-node-demo-"))
+    try:
+        return _demo(base, workdir, timeout_s)
+    finally:
+        if keep:
+            print(f"demo folder kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _demo(base: Settings, workdir: Path, timeout_s: float) -> int:
     pacs = ReceivingPacs(workdir / "pacs")
     settings = dataclasses.replace(
         base,
@@ -63,7 +75,7 @@ def run_demo(base: Settings, timeout_s: float = 300) -> int:
         worker=dataclasses.replace(base.worker, enabled=True, poll_s=0.2),
         destinations=(Destination("demo-pacs", PACS_AE, "127.0.0.1", pacs.port),),
     )
-    print(f"demo folder: {workdir}")
+    print(f"demo folder: {workdir} (removed at the end; --keep keeps it)")
     node = RunningNode(settings)
     try:
         started = time.monotonic()

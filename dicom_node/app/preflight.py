@@ -185,6 +185,11 @@ def _destination(destination: Destination, key: str, our_ae: str, probe: bool) -
                 blocks_start=False,
             )
         ]
+    if destination.tls.enabled:
+        try:
+            destination.tls.client_context()
+        except (ssl.SSLError, OSError) as exc:
+            return [Problem(f"{key}.tls", f"certificate, key or CA do not load ({exc})")]
     if probe:
         from dicom_node.pipeline.delivery import echo
 

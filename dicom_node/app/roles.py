@@ -42,12 +42,14 @@ def open_index(settings: Settings, upgrade: bool = True) -> Index:
     return Index(settings.storage.effective_database_url, upgrade=upgrade)
 
 
-class DataDirLock:
-    """One node per data folder: `serve` holds an exclusive lock on data_dir/node.lock while
-    it runs (the kernel lets go when the process ends, however it ends). Workers take none."""
+class PortLock:
+    """Who holds a node's port: `serve` holds an exclusive lock on a file in data_dir named by
+    host and port while it runs (the kernel lets go when the process ends, however it ends),
+    so a second node of the same data_dir on that port is told which process has it. Nodes
+    on other ports or hosts (a shared data_dir) and workers are not affected."""
 
-    def __init__(self, data_dir: Path) -> None:
-        path = data_dir / "node.lock"
+    def __init__(self, data_dir: Path, port: int) -> None:
+        path = data_dir / f"serve-{socket.gethostname()}-{port}.lock"
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -55,7 +57,7 @@ class DataDirLock:
             holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(self._fd)
             raise DicomNodeError(
-                f"another node (pid {holder}) is running on {data_dir}: one node per data_dir"
+                f"port {port} is held by another node of {data_dir} (pid {holder})"
             ) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)
@@ -141,7 +143,7 @@ class RunningNode:
     def _start(self, settings: Settings, undo: contextlib.ExitStack) -> None:
         self.index = open_index(settings)
         undo.callback(self.index.close)
-        self.lock = DataDirLock(settings.storage.data_dir)
+        self.lock = PortLock(settings.storage.data_dir, settings.node.port)
         undo.callback(self.lock.release)
         forget_dead_processes(self.index)
         spool = Spool(settings.storage.spool_dir)

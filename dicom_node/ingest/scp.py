@@ -198,6 +198,7 @@ def _ssl_context(settings: NodeSettings) -> ssl.SSLContext | None:
     if not tls.enabled:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # BCP 195, as PS3.15 B.9 asks
     context.load_cert_chain(str(tls.cert), str(tls.key))
     if tls.ca is not None:
         context.load_verify_locations(str(tls.ca))

@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from dicom_node.config import Destination, Settings
+from dicom_node.dicom.terms import RESULT_FALLBACK_SYNTAXES
 from dicom_node.errors import DicomNodeError, InfrastructureError
 from dicom_node.index import Index
 from dicom_node.index.database import utcnow
@@ -49,14 +49,14 @@ def send_objects(
     ae = _calling_ae(calling_ae)
     # A context of its own for each compressed form (the destination accepts or declines
     # it), and one uncompressed context per SOP class to fall back on.
-    uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    uncompressed = list(RESULT_FALLBACK_SYNTAXES)
     contexts = {(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets}
     for sop_class, syntax in sorted(contexts):
         if syntax not in uncompressed:
             ae.add_requested_context(sop_class, [syntax])
     for sop_class in sorted({sop_class for sop_class, _ in contexts}):
         ae.add_requested_context(sop_class, uncompressed)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    assoc = _associate(ae, destination)
     if not assoc.is_established:
         raise ExportError(_not_established(destination), permanent=False)
     try:
@@ -92,7 +92,7 @@ def echo(destination: Destination, calling_ae: str) -> str | None:
     """C-ECHO the destination; None when it answers Success, else what went wrong."""
     ae = _calling_ae(calling_ae)
     ae.add_requested_context(Verification)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    assoc = _associate(ae, destination)
     if not assoc.is_established:
         return _not_established(destination)
     try:
@@ -108,6 +108,16 @@ def _calling_ae(title: str) -> AE:
     ae = AE(ae_title=title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     return ae
+
+
+def _associate(ae: AE, destination: Destination):
+    tls = destination.tls
+    return ae.associate(
+        destination.host,
+        destination.port,
+        ae_title=destination.ae_title,
+        tls_args=(tls.client_context(), destination.host) if tls.enabled else None,
+    )
 
 
 def _not_established(destination: Destination) -> str:

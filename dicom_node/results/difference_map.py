@@ -11,8 +11,8 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
-from pydicom.uid import JPEGBaseline8Bit
 
+from dicom_node.dicom.terms import SC_TRANSFER_SYNTAX
 from dicom_node.model.scores import ImageScore
 from dicom_node.results.report import MANUFACTURER, NOT_FOR_DIAGNOSIS, result_uid
 
@@ -94,7 +94,7 @@ def write_difference_map(
         # JPEG baseline: about a tenth of the uncompressed size for a picture people look at
         # (it is not for diagnosis); delivery decompresses it for a PACS that declines JPEG.
         photometric_interpretation=hd.PhotometricInterpretationValues.YBR_FULL_422,
-        transfer_syntax_uid=JPEGBaseline8Bit,
+        transfer_syntax_uid=SC_TRANSFER_SYNTAX,
         bits_allocated=8,
         coordinate_system=hd.CoordinateSystemNames.PATIENT,
         series_instance_uid=result_uid(study_uid, study_version, "sc-series"),
