@@ -120,8 +120,11 @@ class StorageSettings:
     max_instance_bytes: int = 1_000_000_000  # a larger dataset's connection is closed
     retention_days: float | None = 30.0  # files of studies delivered this long ago go; None: kept
     retention_check_s: float = 3600.0  # how often retention looks
+    objects: str = "files"  # where instance and result bytes live: files | database
 
     def check(self) -> str | None:
+        if self.objects not in ("files", "database"):
+            return f"objects must be files or database, got {self.objects!r}"
         if self.min_free_bytes < 0 or self.max_instance_bytes < 1:
             return "min_free_bytes must be 0 or more, max_instance_bytes at least 1"
         if self.retention_days is not None and self.retention_days <= 0:

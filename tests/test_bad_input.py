@@ -11,8 +11,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from dicom_node.dicom.terms import StoreStatus
 from dicom_node.index import Index
-from dicom_node.ingest.spool import Spool
 from dicom_node.ingest.store import InstanceStore, Peer
+from dicom_node.storage.files import FileObjects
 from dicom_node.testing.peers import echoscu, storescu
 from tests import dicom_fixtures as fx
 from tests.scu import drop_mid_transfer, send_raw_store
@@ -187,7 +187,9 @@ def test_a_dataset_over_max_instance_bytes_that_arrived_whole_is_refused(tmp_pat
     kernel can still complete the dataset: the store refuses it too."""
     index = Index(f"sqlite:///{tmp_path / 'index.sqlite3'}")
     try:
-        store = InstanceStore(index.catalog, Spool(tmp_path / "spool"), max_instance_bytes=100)
+        store = InstanceStore(
+            index.catalog, FileObjects(tmp_path / "spool"), tmp_path, max_instance_bytes=100
+        )
         result = store.store(
             encoded(pydicom.dcmread(fx.SMALL_SAMPLE)), ExplicitVRLittleEndian, Peer("X", "h")
         )

@@ -12,6 +12,7 @@ import yaml
 
 from dicom_node.app.pacs import ReceivingPacs
 from dicom_node.samples import SAMPLES_DIR
+from dicom_node.storage import open_storage
 from dicom_node.testing.peers import free_port, storescu
 from tests.nodes import FAST_WORKER, destination, send_study, wait_for
 
@@ -213,7 +214,11 @@ def test_a_long_queue_is_scored_in_one_batch_and_a_bad_study_fails_alone(make_no
     broken = broken_jpeg(tmp_path / "broken.dcm")
     assert storescu(node.port, tmp_path / "broken.dcm", option="-xy").returncode == 0
     assert wait_for(lambda: node.counts("jobs").get("queued") == 3, timeout=30)
-    analyser = StudyAnalyser(node.settings, load_configured_model(node.settings))
+    analyser = StudyAnalyser(
+        node.settings,
+        load_configured_model(node.settings),
+        open_storage(node.settings.storage, node.index.db),
+    )
     passes = []
     score = analyser.score
     analyser.score = lambda studies: passes.append(len(studies)) or score(studies)

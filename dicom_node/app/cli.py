@@ -57,7 +57,8 @@ def cmd_worker(args) -> int:
 def cmd_init(args) -> int:
     """A site's configuration: the documented defaults with this site's absolute data folder."""
     site = Path(args.dir).expanduser().resolve()
-    target, data_dir = site / "node.yaml", site / "data"
+    target = site / "node.yaml"
+    data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else site / "data"
     if target.exists():
         raise ConfigError(f"{target}: already exists; not overwritten")
     text = SHIPPED_CONFIG.read_text()
@@ -66,6 +67,7 @@ def cmd_init(args) -> int:
         raise ConfigError(f"{SHIPPED_CONFIG}: no data_dir line to fill in")
     text = text.replace(default, f"  data_dir: {json.dumps(str(data_dir))}  #", 1)
     data_dir.mkdir(parents=True, exist_ok=True)
+    site.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     print(f"wrote {target} (data in {data_dir}, model {SHIPPED_MODEL.name} as shipped)")
     print(f"next: edit destinations in it, then `dicom-node config check {target}`")
@@ -213,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_config_check)
 
     p = sub.add_parser("init", help="write a site's node.yaml (absolute paths) and data folder")
-    p.add_argument("dir")
+    p.add_argument("dir", help="where node.yaml goes (e.g. /etc/dicom-node)")
+    p.add_argument("--data-dir", help="the data folder (default: DIR/data)")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("db", help="index tools")

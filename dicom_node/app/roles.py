@@ -27,10 +27,10 @@ from dicom_node.index import Index
 from dicom_node.index.records import LoopHealth
 from dicom_node.ingest.dispatch import sibling_channels
 from dicom_node.ingest.scp import start_scp
-from dicom_node.ingest.spool import Spool
 from dicom_node.ingest.store import InstanceStore
 from dicom_node.pipeline.completion import SWEEP_INTERVAL_S, complete_studies
 from dicom_node.pipeline.loops import LoopRunner, SupervisedLoop
+from dicom_node.storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,16 @@ class PortLock:
 
     def release(self) -> None:
         os.close(self._fd)
+
+
+def instance_store(settings: Settings, index: Index) -> InstanceStore:
+    return InstanceStore(
+        index.catalog,
+        open_storage(settings.storage, index.db).instances,
+        settings.storage.data_dir,
+        settings.storage.min_free_bytes,
+        settings.storage.max_instance_bytes,
+    )
 
 
 def process_owner() -> str:
@@ -100,7 +110,8 @@ def worker_loops(settings: Settings, index: Index, owner: str) -> list[Supervise
         from dicom_node.pipeline.analysis import StudyAnalyser
         from dicom_node.pipeline.scoring import ScoringStep
 
-        analyser = StudyAnalyser(settings, load_configured_model(settings))
+        storage = open_storage(settings.storage, index.db)
+        analyser = StudyAnalyser(settings, load_configured_model(settings), storage)
         step = ScoringStep(settings, index, analyser, owner)
         loops.append(_loop("scoring", step, worker.poll_s, settings, index, owner))
     if "delivery" in worker.loops:
@@ -146,14 +157,8 @@ class RunningNode:
         self.lock = PortLock(settings.storage.data_dir, settings.node.port)
         undo.callback(self.lock.release)
         forget_dead_processes(self.index)
-        spool = Spool(settings.storage.spool_dir)
-        spool.clean_leftovers()  # before anyone writes
-        store = InstanceStore(
-            self.index.catalog,
-            spool,
-            settings.storage.min_free_bytes,
-            settings.storage.max_instance_bytes,
-        )
+        store = instance_store(settings, self.index)
+        store.objects.clean_leftovers()  # before anyone writes
         # The port first: a node that cannot have it starts nothing else.
         self.scp = start_scp(
             settings.node,
@@ -245,12 +250,7 @@ def _scp_process(settings: Settings, channel: socket.socket) -> None:
     configure_logging(verbose=False)
     stop = wait_for_stop_signal()
     index = open_index(settings)
-    store = InstanceStore(
-        index.catalog,
-        Spool(settings.storage.spool_dir),
-        settings.storage.min_free_bytes,
-        settings.storage.max_instance_bytes,
-    )
+    store = instance_store(settings, index)
     scp = start_scp(
         settings.node,
         store,

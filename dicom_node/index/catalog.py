@@ -49,11 +49,15 @@ class Catalog:
 
     # -- ingest ---------------------------------------------------------------------------
     def keep_instance(
-        self, rec: ReceivedInstance, file: str, place: Callable[[], object] = lambda: None
+        self,
+        rec: ReceivedInstance,
+        file: str,
+        place: Callable[[Session], object] = lambda s: None,
     ) -> int | None:
-        """In one transaction: decide the version of these bytes, `place()` their file at
-        `file`, and commit the instance row (and its patient, study, series; a finished study
-        is reopened). Returns the version, or None when identical bytes are already kept.
+        """In one transaction: decide the version of these bytes, `place(session)` them at
+        the key `file`, and commit the instance row (and its patient, study, series; a
+        finished study is reopened). Returns the version, or None when identical bytes are
+        already kept.
 
         This is the hot path of ingest: one short transaction of statements built once, with
         the values as parameters (no ORM unit of work)."""
@@ -63,7 +67,7 @@ class Catalog:
             if any(sha256 == rec.sha256 for _, sha256 in kept):
                 return None
             version = 1 + max((v for v, _ in kept), default=0)
-            place()
+            place(s)
             patient_id = _patient_id(s, rec)
             study_id, study_version = _receiving_study(s, rec, patient_id, now)
             series_id = s.scalar(_SERIES_ID, {"uid": rec.series_uid})

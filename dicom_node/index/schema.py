@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -243,3 +244,14 @@ class LoopHeartbeat(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed cycles
     last_error: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class StoredObject(Base):
+    """Bytes kept in the index itself (`storage.objects: database`): a received instance
+    (`spool/` + its SHA-256 key) or a result object (`data/` + its path-like key)."""
+
+    __tablename__ = "stored_object"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    stored_at: Mapped[dt.datetime] = mapped_column(DateTime)

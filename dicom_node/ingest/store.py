@@ -22,7 +22,7 @@ from dicom_node.dicom.encoding import check_layout, decode_header, part10_header
 from dicom_node.dicom.terms import StoreStatus, body_part_of
 from dicom_node.index.catalog import Catalog
 from dicom_node.index.records import ReceivedInstance
-from dicom_node.ingest.spool import Spool
+from dicom_node.storage import Objects, instance_key
 
 log = logging.getLogger(__name__)
 MAX_NAME = 200  # characters of a patient name kept in the index
@@ -51,12 +51,14 @@ class InstanceStore:
     def __init__(
         self,
         catalog: Catalog,
-        spool: Spool,
+        objects: Objects,
+        free_space_of: Path,
         min_free_bytes: int = 0,
         max_instance_bytes: int | None = None,
     ) -> None:
         self.catalog = catalog
-        self.spool = spool
+        self.objects = objects
+        self.free_space_of = free_space_of  # the data folder: its free space gates C-STORE
         self.min_free_bytes = min_free_bytes
         self.max_instance_bytes = max_instance_bytes  # None: no limit
         self._versions = threading.Lock()  # one writer decides the version of a SOP Instance UID
@@ -82,7 +84,7 @@ class InstanceStore:
                 f"({self.max_instance_bytes})",
             )
         try:
-            free = free_bytes(self.spool.root)
+            free = free_bytes(self.free_space_of)
             if free < self.min_free_bytes + len(encoded):
                 return StoreResult(
                     StoreStatus.OUT_OF_RESOURCES,
@@ -103,7 +105,7 @@ class InstanceStore:
 
     def _keep(self, encoded: bytes, ds: Dataset, syntax: UID, peer: Peer) -> Outcome:
         header = part10_header(ds.SOPClassUID, ds.SOPInstanceUID, syntax)
-        spooled = self.spool.write_temp([header, encoded])
+        staged = self.objects.stage([header, encoded])
         rec = ReceivedInstance(
             patient_id=str(ds.get("PatientID", "") or ""),
             patient_name=str(ds.get("PatientName", "") or "")[:MAX_NAME],
@@ -116,23 +118,23 @@ class InstanceStore:
             body_part=body_part_of(ds),
             accession_number=str(ds.get("AccessionNumber", "") or ""),
             study_date=str(ds.get("StudyDate", "") or ""),
-            size=spooled.size,
-            sha256=spooled.sha256,
+            size=staged.size,
+            sha256=staged.sha256,
             calling_ae=peer.ae_title,
             peer_host=peer.host,
         )
-        relative = self.spool.relative_path(rec.sha256)
+        key = instance_key(rec.sha256)
         try:
             with self._versions:
                 version = self.catalog.keep_instance(
-                    rec, relative, lambda: self.spool.commit(spooled, relative)
+                    rec, key, lambda session: self.objects.place(staged, key, session)
                 )
         except IntegrityError as exc:  # another node process indexed this version first
             raise RejectedInstance(
                 StoreStatus.OUT_OF_RESOURCES, f"concurrent write: {exc}"
             ) from exc
         finally:
-            self.spool.discard(spooled)
+            self.objects.discard(staged)
         if version is None:
             return Outcome.DUPLICATE  # identical to a version already kept
         if version > 1:

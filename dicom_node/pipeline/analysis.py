@@ -4,11 +4,10 @@ one SC per image to the results folder and decide its worklist priority (`result
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -25,7 +24,6 @@ from dicom_node.index.records import (
     ScoredStudy,
 )
 from dicom_node.index.schema import Priority, ResultKind
-from dicom_node.ingest.spool import Spool, contained_path
 from dicom_node.model.ensemble import AnomalyModel
 from dicom_node.model.inputs import to_model_input
 from dicom_node.model.pixels import unit_image_from_dataset
@@ -38,6 +36,7 @@ from dicom_node.results.difference_map import (
 )
 from dicom_node.results.report import Algorithm, write_anomaly_report
 from dicom_node.results.sources import header_for_results
+from dicom_node.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +81,11 @@ class LoadedStudy:
 
 
 class StudyAnalyser:
-    def __init__(self, settings: Settings, model: AnomalyModel) -> None:
+    def __init__(self, settings: Settings, model: AnomalyModel, storage: Storage) -> None:
         self.settings = settings
         self.model = model
         self.algorithm = algorithm_of(model)
-        self.spool = Spool(settings.storage.spool_dir)
+        self.storage = storage
 
     def load(self, job: ClaimedJob, images: Sequence[InstanceRecord]) -> LoadedStudy:
         """Read and decode `images` (the study's chest images), each source file once; those
@@ -161,13 +160,14 @@ class StudyAnalyser:
         )
 
     def _read_source(self, inst: InstanceRecord) -> Dataset:
-        path = self.spool.path_of(inst.file)
-        if not path.is_file():
+        try:
+            data = self.storage.instances.read(inst.file)
+        except FileNotFoundError as exc:
             raise InfrastructureError(
                 f"spool file {inst.file} of instance {inst.sop_instance_uid!r} is missing"
-            )
+            ) from exc
         try:
-            return pydicom.dcmread(path)
+            return pydicom.dcmread(io.BytesIO(data))
         except OSError:
             raise
         except Exception as exc:
@@ -183,48 +183,33 @@ class StudyAnalyser:
         scores: list[ImageScore],
         earlier_reports: Sequence[str],
     ) -> tuple[ResultObjectRecord, ...]:
-        data_dir = self.settings.storage.data_dir
-        # Named by the index's study id: a peer's UID never becomes part of a path.
-        out = contained_path(
-            self.settings.storage.results_dir, f"study-{job.study_id}/v{job.study_version}"
-        )
-        previous = [self._read_earlier_report(contained_path(data_dir, f)) for f in earlier_reports]
+        # Named by the index's study id: a peer's UID never becomes part of a key.
+        out = f"results/study-{job.study_id}/v{job.study_version}"
+        previous = [self._read_earlier_report(key) for key in earlier_reports]
         report = write_anomaly_report(
             headers, scores, self.algorithm, job.study_version, [p for p in previous if p]
         )
-        objects = [(ResultKind.REPORT, report, _save_atomically(report, out / "sr.dcm"))]
+        objects = [(ResultKind.REPORT, report, self._save(report, f"{out}/sr.dcm"))]
         threshold = self.model.calibration.threshold
         for n, (ds, unit, score) in enumerate(zip(headers, units, scores), start=1):
             rgb = render_difference_overlay(unit, score, threshold)
             sc = write_difference_map(ds, rgb, job.study_version, n)
-            objects.append(
-                (ResultKind.DIFFERENCE_MAP, sc, _save_atomically(sc, out / f"sc_{n:03d}.dcm"))
-            )
+            objects.append((ResultKind.DIFFERENCE_MAP, sc, self._save(sc, f"{out}/sc_{n:03d}.dcm")))
         return tuple(
-            ResultObjectRecord(
-                kind,
-                ds.SOPInstanceUID,
-                ds.SeriesInstanceUID,
-                str(path.relative_to(data_dir.resolve())),
-            )
-            for kind, ds, path in objects
+            ResultObjectRecord(kind, ds.SOPInstanceUID, ds.SeriesInstanceUID, key)
+            for kind, ds, key in objects
         )
 
-    @staticmethod
-    def _read_earlier_report(path: Path) -> Dataset | None:
+    def _save(self, ds: Dataset, key: str) -> str:
+        """Write a result object whole (a full disk leaves nothing half-written)."""
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        self.storage.results.write(key, buffer.getvalue())
+        return key
+
+    def _read_earlier_report(self, key: str) -> Dataset | None:
         try:
-            return pydicom.dcmread(path)
+            return pydicom.dcmread(io.BytesIO(self.storage.results.read(key)))
         except (OSError, pydicom.errors.InvalidDicomError) as exc:
-            log.warning("earlier report %s unreadable (%s): not listed as predecessor", path, exc)
+            log.warning("earlier report %s unreadable (%s): not listed as predecessor", key, exc)
             return None
-
-
-def _save_atomically(ds: Dataset, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_suffix(".part")
-    try:
-        ds.save_as(temp, enforce_file_format=True)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)  # a full disk leaves no half-written object behind
-    return path

@@ -4,6 +4,7 @@ destination's answer. Needs no model."""
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Sequence
 
@@ -18,8 +19,8 @@ from dicom_node.errors import DicomNodeError, InfrastructureError
 from dicom_node.index import Index
 from dicom_node.index.database import utcnow
 from dicom_node.index.records import DueExport
-from dicom_node.ingest.spool import contained_path
 from dicom_node.pipeline.retry import retry_decision
+from dicom_node.storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class DeliveryStep:
     def __init__(self, settings: Settings, index: Index) -> None:
         self.settings = settings
         self.index = index
+        self.results = open_storage(settings.storage, index.db).results
 
     def __call__(self) -> bool:
         """Send the next due export; False when there was none."""
@@ -161,9 +163,10 @@ class DeliveryStep:
         return True
 
     def _read_objects(self, export: DueExport) -> list[Dataset]:
-        data_dir = self.settings.storage.data_dir
         try:
-            return [pydicom.dcmread(contained_path(data_dir, f)) for _, f in export.objects]
+            return [
+                pydicom.dcmread(io.BytesIO(self.results.read(key))) for _, key in export.objects
+            ]
         except OSError as exc:
             raise InfrastructureError(
                 f"result objects of {export.study_uid!r} v{export.study_version} unreadable: {exc}"

@@ -10,7 +10,7 @@ import logging
 from dicom_node.config import StorageSettings
 from dicom_node.index import Index
 from dicom_node.index.database import utcnow
-from dicom_node.ingest.spool import contained_path
+from dicom_node.storage import open_storage
 
 log = logging.getLogger(__name__)
 BATCH = 50
@@ -20,6 +20,7 @@ class RetentionStep:
     def __init__(self, storage: StorageSettings, index: Index) -> None:
         self.storage = storage
         self.index = index
+        self.objects = open_storage(storage, index.db)
 
     def __call__(self) -> bool:
         """Remove the files of up to one batch of studies; False when none was due."""
@@ -27,14 +28,13 @@ class RetentionStep:
         due = self.index.retention.due(before, limit=BATCH)
         for study_id in due:
             spooled, results = self.index.retention.files_of(study_id)
-            paths = [contained_path(self.storage.spool_dir, f) for f in spooled]
-            paths += [contained_path(self.storage.data_dir, f) for f in results]
-            for path in paths:
-                path.unlink(missing_ok=True)  # OSError other than "gone": the loop retries
+            # An OSError other than "gone": the loop retries.
+            self.objects.instances.delete(list(spooled))
+            self.objects.results.delete(list(results))
             self.index.retention.mark_purged(study_id)
             log.info(
                 "retention: removed %d file(s) of study #%d (finished before %s)",
-                len(paths),
+                len(spooled) + len(results),
                 study_id,
                 before.isoformat(timespec="minutes"),
             )
