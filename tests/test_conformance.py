@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dicom_node.dicom.conformance import SECTIONS, generated_names, regenerate
+from dicom_node.app.conformance import SECTIONS, generated_names, regenerate
 
 STATEMENT = Path(__file__).resolve().parent.parent / "docs" / "conformance.md"
 
@@ -15,7 +15,7 @@ def test_every_generated_table_is_in_the_statement_and_current():
     assert generated_names(text) == set(SECTIONS)
     assert regenerate(text) == text, (
         "docs/conformance.md differs from the code: run "
-        "`python -m dicom_node.dicom.conformance docs/conformance.md` and read the diff"
+        "`python -m dicom_node.app.conformance docs/conformance.md` and read the diff"
     )
 
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from dicom_node.app.pacs import ReceivingPacs
+from dicom_node.index.objects import open_storage
 from dicom_node.samples import SAMPLES_DIR
-from dicom_node.storage import open_storage
 from dicom_node.testing.peers import free_port, storescu
 from tests.nodes import FAST_WORKER, destination, send_study, wait_for
 

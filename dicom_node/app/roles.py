@@ -24,13 +24,13 @@ from dicom_node.app.logs import configure_logging
 from dicom_node.config import Settings
 from dicom_node.errors import DicomNodeError
 from dicom_node.index import Index
+from dicom_node.index.objects import open_storage
 from dicom_node.index.records import LoopHealth
 from dicom_node.ingest.dispatch import sibling_channels
 from dicom_node.ingest.scp import start_scp
 from dicom_node.ingest.store import InstanceStore
 from dicom_node.pipeline.completion import SWEEP_INTERVAL_S, complete_studies
 from dicom_node.pipeline.loops import LoopRunner, SupervisedLoop
-from dicom_node.storage import open_storage
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,16 @@ from sqlalchemy.orm import Session
 
 from dicom_node.index.database import Database, utcnow
 from dicom_node.index.schema import StoredObject
-from dicom_node.storage import Staged, digest_of
+from dicom_node.storage import Staged, Storage, digest_of
+from dicom_node.storage.files import FileObjects
+
+
+def open_storage(settings, db: Database) -> Storage:
+    """The backend `settings` (the StorageSettings) name: the index's database (`db`) or the
+    data folder."""
+    if settings.objects == "database":
+        return Storage(DatabaseObjects(db, "spool/"), DatabaseObjects(db, "data/"))
+    return Storage(FileObjects(settings.spool_dir), FileObjects(settings.data_dir))
 
 
 class DatabaseObjects:

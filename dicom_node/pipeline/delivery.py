@@ -18,9 +18,9 @@ from dicom_node.dicom.terms import RESULT_FALLBACK_SYNTAXES
 from dicom_node.errors import DicomNodeError, InfrastructureError
 from dicom_node.index import Index
 from dicom_node.index.database import utcnow
+from dicom_node.index.objects import open_storage
 from dicom_node.index.records import DueExport
 from dicom_node.pipeline.retry import retry_decision
-from dicom_node.storage import open_storage
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import logging
 from dicom_node.config import StorageSettings
 from dicom_node.index import Index
 from dicom_node.index.database import utcnow
-from dicom_node.storage import open_storage
+from dicom_node.index.objects import open_storage
 
 log = logging.getLogger(__name__)
 BATCH = 50

@@ -6,8 +6,9 @@ Two backends behind one interface, chosen by `storage.objects`:
   Orthanc's PostgreSQL storage does, so that SCP nodes and workers on different machines
   share nothing but the database.
 
-Keys are made by the node (an instance's SHA-256, a result's study number and version);
-nothing a peer sends becomes part of one.
+`dicom_node.index.objects.open_storage` opens the configured one. Keys are made by the node
+(an instance's SHA-256, a result's study number and version); nothing a peer sends becomes
+part of one.
 """
 
 from __future__ import annotations
@@ -90,14 +91,3 @@ class Storage:
 
     instances: Objects
     results: Objects
-
-
-def open_storage(settings, db) -> Storage:
-    """The configured backend: `settings` a StorageSettings, `db` the index's Database."""
-    if settings.objects == "database":
-        from dicom_node.index.objects import DatabaseObjects
-
-        return Storage(DatabaseObjects(db, "spool/"), DatabaseObjects(db, "data/"))
-    from dicom_node.storage.files import FileObjects
-
-    return Storage(FileObjects(settings.spool_dir), FileObjects(settings.data_dir))

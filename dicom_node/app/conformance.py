@@ -1,7 +1,7 @@
 """The tables of the DICOM conformance statement (docs/conformance.md), made from the code's
 own lists, so that the statement cannot drift from what the node does.
 
-    python -m dicom_node.dicom.conformance docs/conformance.md   # rewrite the generated parts
+    python -m dicom_node.app.conformance docs/conformance.md   # rewrite the generated parts
 
 Each generated part sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->`; a test
 regenerates them and compares.
