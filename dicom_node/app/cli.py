@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import warnings
@@ -156,6 +157,8 @@ def cmd_config_check(args) -> int:
     from dicom_node.app.preflight import check_world
 
     settings = load_settings(config_path(args.file))
+    if not args.verbose:  # a refused probe is said in its problem line, once
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     finding = check_world(settings, probe=args.probe)
     for problem in finding.problems:
         print(problem.line(settings), file=sys.stderr)
