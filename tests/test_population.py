@@ -111,3 +111,13 @@ def test_unknown_age_refused_by_policy_ends_not_scored_with_nothing_sent(make_no
     assert row.priority is None and not node.index.views.worklist()
     assert node.counts("jobs") == {"dead": 1} and not node.counts("exports")
     assert pacs.reports_for(study) == 0
+
+
+def test_score_command_refuses_an_image_outside_the_population(capsys):
+    from dicom_node.app.cli import main
+
+    adult, child = SAMPLES_DIR / "cr_chest_pa_mono1_j2k.dcm", SAMPLES_DIR / "zhanglab_01_normal.dcm"
+    assert main(["score", str(child)]) == 0
+    assert main(["score", str(adult), str(child)]) == 1  # not everything could be scored
+    out = capsys.readouterr().out
+    assert "not scored: outside the model's population: age 64 y (model: 1-5 y)" in out

@@ -245,3 +245,17 @@ def test_probe_echoes_destinations_over_tls_and_verifies_their_certificate(make_
         assert (result.returncode == 0) is ok, (given, result.stdout, result.stderr)
         if not ok:
             assert "destinations[0]: tls-node (DICOM_NODE@127.0.0.1" in result.stderr
+
+
+def test_demo_runs_from_any_directory_and_removes_its_folder(tmp_path):
+    result = run_cli(
+        "demo", cwd=tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "xdg")}, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "outside the model's population: age 64 y" in result.stdout
+    assert "Secondary Capture Image Storage" in result.stdout
+    folder = next(
+        line.split()[2] for line in result.stdout.splitlines() if line.startswith("demo folder:")
+    )
+    assert not Path(folder).exists()
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr, result.stderr

@@ -24,11 +24,15 @@ MIN_SIDE = 64  # pixels: smaller is a thumbnail or an icon, not a radiograph the
 
 def read_unit_image(path: str | Path) -> np.ndarray:
     """Read a DICOM file and return its image as float32 (rows, columns) in [0, 1]."""
+    return unit_image_from_dataset(read_dataset(path), source=str(path))
+
+
+def read_dataset(path: str | Path) -> Dataset:
+    """A DICOM file's dataset; ImageDecodeError when it is not one."""
     try:
-        ds = pydicom.dcmread(path)
+        return pydicom.dcmread(path)
     except Exception as exc:  # pydicom raises many types for damaged files
         raise ImageDecodeError(f"{path}: not a readable DICOM file ({exc})") from exc
-    return unit_image_from_dataset(ds, source=str(path))
 
 
 def unit_image_from_dataset(ds: Dataset, source: str = "dataset") -> np.ndarray:

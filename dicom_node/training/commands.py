@@ -121,17 +121,20 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from dicom_node.errors import ImageDecodeError
+    from dicom_node.errors import NotScorable, OutsidePopulation
     from dicom_node.model.ensemble import load_model
     from dicom_node.model.inputs import to_model_input
-    from dicom_node.model.pixels import read_unit_image
+    from dicom_node.model.pixels import read_dataset, unit_image_from_dataset
 
     model = load_model(_model_path(args))
     status = 0
     for file in args.files:
         try:
-            x = to_model_input(read_unit_image(file), model.image_size)
-        except ImageDecodeError as exc:
+            ds = read_dataset(file)
+            if model.population and (problem := model.population.problem(ds)):
+                raise OutsidePopulation(f"outside the model's population: {problem}")
+            x = to_model_input(unit_image_from_dataset(ds, source=file), model.image_size)
+        except NotScorable as exc:
             record = {"file": file, "error": str(exc)}
             status = 1
         else:
