@@ -161,6 +161,22 @@ class NodeProcess(_Node):
             self.proc.wait()
 
 
+def start_worker(node_config: Path, folder: Path, **changes) -> tuple[subprocess.Popen, Path]:
+    """A `dicom-node worker` process on the node's configuration with `changes` (sections
+    replaced) and the fast worker settings; its log file."""
+    config = yaml.safe_load(node_config.read_text())
+    config.update(worker=FAST_WORKER, **changes)
+    worker_config = folder / "worker.yaml"
+    worker_config.write_text(yaml.safe_dump(config))
+    log = folder / "worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dicom_node.app.cli", "worker", "--config", str(worker_config)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    return worker, log
+
+
 def send_study(port: int, tmp_path: Path, name: str = "zhanglab_03_pneumonia.dcm") -> str:
     """A sample as a new one-image study; returns its Study Instance UID."""
     path = with_new_uids(

@@ -4,9 +4,6 @@ results back from the other."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pydicom
 import pytest
 import yaml
@@ -14,7 +11,7 @@ import yaml
 from dicom_node.samples import sample_files
 from dicom_node.testing.orthanc import Orthanc
 from dicom_node.testing.peers import free_port
-from tests.nodes import FAST_WORKER, wait_for
+from tests.nodes import start_worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,17 +36,9 @@ def test_scp_and_worker_with_separate_data_dirs_deliver_to_orthanc(
                 }
             ],
         )
-        config = yaml.safe_load(node.config.read_text())
-        config["storage"]["data_dir"] = str(tmp_path / "gpu-machine")  # shares no folder
-        config["worker"] = FAST_WORKER
-        worker_config = tmp_path / "worker.yaml"
-        worker_config.write_text(yaml.safe_dump(config))
-        log = tmp_path / "worker.log"
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "dicom_node.app.cli", "worker", "--config", str(worker_config)],
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
+        storage = yaml.safe_load(node.config.read_text())["storage"]
+        storage["data_dir"] = str(tmp_path / "gpu-machine")  # shares no folder with the SCP
+        worker, log = start_worker(node.config, tmp_path, storage=storage)
         studies = {}
         for path in sample_files():
             uid = pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID

@@ -3,18 +3,14 @@ destination that refuses the SOP class, a spool file that has gone."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pydicom
 import pytest
-import yaml
 
 from dicom_node.app.pacs import ReceivingPacs
 from dicom_node.index.objects import open_storage
 from dicom_node.samples import SAMPLES_DIR
 from dicom_node.testing.peers import free_port, storescu
-from tests.nodes import FAST_WORKER, destination, send_study, wait_for
+from tests.nodes import FAST_WORKER, destination, send_study, start_worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,16 +44,7 @@ def test_dead_workers_job_is_taken_over_and_finishes_once(make_node, pacs, tmp_p
     assert wait_for(lambda: node.counts("jobs").get("queued") == 1)
     dead = node.index.queue.claim_next_job("worker-that-died", lease_s=1)  # never renewed
     assert dead is not None
-    config = yaml.safe_load(node.config.read_text())
-    config["worker"] = FAST_WORKER
-    worker_config = tmp_path / "worker.yaml"
-    worker_config.write_text(yaml.safe_dump(config))
-    log = tmp_path / "worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "dicom_node.app.cli", "worker", "--config", str(worker_config)],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    worker, log = start_worker(node.config, tmp_path)
     try:
         assert wait_for(lambda: node.counts("exports").get("sent") == 1, timeout=120), (
             log.read_text()
