@@ -54,6 +54,7 @@ def write_config(path: Path, database_url: str | None, **sections) -> Path:
         "storage": {"data_dir": "data", "database_url": database_url},
         "studies": {"stable_after_s": 1, "completion": []},
         "worker": {"enabled": False},
+        "http": {"enabled": False},
     }
     for key, value in sections.items():
         if isinstance(value, dict):

@@ -16,7 +16,7 @@ import yaml
 
 from dicom_node import __version__
 from dicom_node.app.cli import main
-from dicom_node.app.roles import PortLock
+from dicom_node.app.locks import PortLock
 from dicom_node.config_file import load_settings
 from dicom_node.errors import DicomNodeError
 from tests.certs import self_signed

@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 
 from dicom_node import __version__
-from dicom_node.app.logs import configure_logging
+from dicom_node.app.logs import configure_logging, log_to_file
 from dicom_node.config import SHIPPED_CONFIG, SHIPPED_MODEL, Settings
 from dicom_node.config_file import CONFIG_VARIABLE, config_path, load_settings
 from dicom_node.errors import ConfigError, DicomNodeError
@@ -41,6 +41,7 @@ def cmd_serve(args) -> int:
 
     settings = _settings(args)
     require_world(settings, scores=settings.worker.enabled)
+    log_to_file(settings)
     run_until_stopped(lambda: RunningNode(settings))
     return 0
 
@@ -51,7 +52,8 @@ def cmd_worker(args) -> int:
 
     settings = _settings(args)
     require_world(settings, scores=True)
-    run_until_stopped(lambda: RunningWorker(settings))
+    log_to_file(settings)
+    run_until_stopped(lambda: RunningWorker(settings, args.http_port))
     return 0
 
 
@@ -72,6 +74,24 @@ def cmd_init(args) -> int:
     target.write_text(text)
     print(f"wrote {target} (data in {data_dir}, model {SHIPPED_MODEL.name} as shipped)")
     print(f"next: edit destinations in it, then `dicom-node config check {target}`")
+    return 0
+
+
+def cmd_hash_password(args) -> int:
+    """A bcrypt hash for http.admin.users, from a password typed twice (or one line on stdin)."""
+    import getpass
+
+    from dicom_node.web.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise ConfigError("a password needs at least 8 characters")
+    print(hash_password(password))
     return 0
 
 
@@ -193,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="score queued studies and/or deliver results (no SCP)")
     p.add_argument("--config", help=CONFIG_HELP)
+    p.add_argument(
+        "--http-port", type=int, help="serve this worker's /healthz, /readyz, /metrics here"
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", help="node + stand-in PACS + the samples, end to end")
@@ -221,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="where node.yaml goes (e.g. /etc/dicom-node)")
     p.add_argument("--data-dir", help="the data folder (default: DIR/data)")
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("hash-password", help="bcrypt hash of an admin password for node.yaml")
+    p.set_defaults(func=cmd_hash_password)
 
     p = sub.add_parser("db", help="index tools")
     dsub = p.add_subparsers(dest="db_command", required=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 
 
 class PeerErrorsOnOneLine(logging.Filter):
@@ -21,13 +22,31 @@ class PeerErrorsOnOneLine(logging.Filter):
         return True
 
 
+FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
+
+
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        format=FORMAT,
     )
     if not verbose:  # one line per sweep, association or copied module is noise
         for noisy in ("apscheduler", "pynetdicom", "highdicom", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         for handler in logging.getLogger().handlers:
             handler.addFilter(PeerErrorsOnOneLine())
+
+
+def log_to_file(settings) -> None:
+    """This process's log file too, when `logging.file` (of the node's Settings) names one;
+    rotated at `logging.max_bytes`."""
+    path = settings.logging.path(settings.storage.data_dir)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=settings.logging.max_bytes, backupCount=settings.logging.backups
+    )
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(PeerErrorsOnOneLine())
+    logging.getLogger().addHandler(handler)

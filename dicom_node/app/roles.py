@@ -10,7 +10,6 @@ Every loop is a `SupervisedLoop`; `health()` says how each is doing.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -18,11 +17,11 @@ import signal
 import socket
 import threading
 import uuid
-from pathlib import Path
 
-from dicom_node.app.logs import configure_logging
+from dicom_node import audit
+from dicom_node.app.locks import PortLock
+from dicom_node.app.logs import configure_logging, log_to_file
 from dicom_node.config import Settings
-from dicom_node.errors import DicomNodeError
 from dicom_node.index import Index
 from dicom_node.index.objects import open_storage
 from dicom_node.index.records import LoopHealth
@@ -42,28 +41,15 @@ def open_index(settings: Settings, upgrade: bool = True) -> Index:
     return Index(settings.storage.effective_database_url, upgrade=upgrade)
 
 
-class PortLock:
-    """Who holds a node's port: `serve` holds an exclusive lock on a file in data_dir named by
-    host and port while it runs (the kernel lets go when the process ends, however it ends),
-    so a second node of the same data_dir on that port is told which process has it. Nodes
-    on other ports or hosts (a shared data_dir) and workers are not affected."""
-
-    def __init__(self, data_dir: Path, port: int) -> None:
-        path = data_dir / f"serve-{socket.gethostname()}-{port}.lock"
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "?"
-            os.close(self._fd)
-            raise DicomNodeError(
-                f"port {port} is held by another node of {data_dir} (pid {holder})"
-            ) from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
-
-    def release(self) -> None:
-        os.close(self._fd)
+def start_audit(settings: Settings) -> None:
+    """This process's audit trail, as `audit` in the settings says."""
+    syslog = settings.audit.syslog
+    audit.configure(
+        audit.AuditTrail(
+            settings.audit.file(settings.storage.data_dir),
+            (syslog.host, syslog.port) if syslog else None,
+        )
+    )
 
 
 def instance_store(settings: Settings, index: Index) -> InstanceStore:
@@ -102,16 +88,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def worker_loops(settings: Settings, index: Index, owner: str) -> list[SupervisedLoop]:
-    """The configured worker loops; the model is loaded only when scoring runs here."""
+def worker_loops(
+    settings: Settings, index: Index, owner: str
+) -> tuple[list[SupervisedLoop], dict[str, str] | None]:
+    """The configured worker loops, and the name and version of the model they score with
+    (None: no scoring here). The model is loaded only when scoring runs here."""
     worker = settings.worker
-    loops = []
+    loops, model_info = [], None
     if "scoring" in worker.loops:
         from dicom_node.pipeline.analysis import StudyAnalyser
         from dicom_node.pipeline.scoring import ScoringStep
 
         storage = open_storage(settings.storage, index.db)
-        analyser = StudyAnalyser(settings, load_configured_model(settings), storage)
+        model = load_configured_model(settings)
+        analyser = StudyAnalyser(settings, model, storage)
+        model_info = {"name": model.name, "version": analyser.algorithm.version}
         step = ScoringStep(settings, index, analyser, owner)
         loops.append(_loop("scoring", step, worker.poll_s, settings, index, owner))
     if "delivery" in worker.loops:
@@ -119,7 +110,19 @@ def worker_loops(settings: Settings, index: Index, owner: str) -> list[Supervise
 
         step = DeliveryStep(settings, index)
         loops.append(_loop("delivery", step, worker.poll_s, settings, index, owner))
-    return loops
+    return loops, model_info
+
+
+def start_web(settings: Settings, index: Index, role, model: dict | None, port: int | None):
+    """The web face of this process, or None when http is off or no port is set."""
+    if not settings.http.enabled or port is None:
+        return None
+    from dicom_node.web.pages import WebContext
+    from dicom_node.web.server import WebServer
+
+    storage = open_storage(settings.storage, index.db)
+    ctx = WebContext(settings, index, storage, role.health, model)
+    return WebServer(ctx, settings.http.host, port)
 
 
 def load_configured_model(settings: Settings):
@@ -153,6 +156,7 @@ class RunningNode:
 
     def _start(self, settings: Settings, undo: contextlib.ExitStack) -> None:
         self.index = open_index(settings)
+        start_audit(settings)
         undo.callback(self.index.close)
         self.lock = PortLock(settings.storage.data_dir, settings.node.port)
         undo.callback(self.lock.release)
@@ -205,9 +209,13 @@ class RunningNode:
                     self.owner,
                 )
             )
+        model = None
         if settings.worker.enabled:
-            loops += worker_loops(settings, self.index, self.owner)
+            more, model = worker_loops(settings, self.index, self.owner)
+            loops += more
         self.loops = LoopRunner(loops)
+        undo.callback(self.loops.stop)
+        self.web = start_web(settings, self.index, self, model, settings.http.port)
 
     def health(self) -> list[LoopHealth]:
         return self.loops.health()
@@ -220,6 +228,8 @@ class RunningNode:
 
     def stop(self) -> None:
         log.info("stopping: finishing in-flight associations")
+        if self.web is not None:
+            self.web.stop()
         self.scp.stop()
         self._stop_siblings()
         self.loops.stop()
@@ -231,16 +241,21 @@ class RunningNode:
 class RunningWorker:
     """`dicom-node worker`: the worker's loops on a (shared) index, no SCP."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, http_port: int | None = None) -> None:
         self.owner = process_owner()
         self.index = open_index(settings)
+        start_audit(settings)
         forget_dead_processes(self.index)
-        self.loops = LoopRunner(worker_loops(settings, self.index, self.owner))
+        loops, model = worker_loops(settings, self.index, self.owner)
+        self.loops = LoopRunner(loops)
+        self.web = start_web(settings, self.index, self, model, http_port)
 
     def health(self) -> list[LoopHealth]:
         return self.loops.health()
 
     def stop(self) -> None:
+        if self.web is not None:
+            self.web.stop()
         self.loops.stop()
         self.index.close()
         log.info("stopped")
@@ -248,6 +263,8 @@ class RunningWorker:
 
 def _scp_process(settings: Settings, channel: socket.socket) -> None:
     configure_logging(verbose=False)
+    log_to_file(settings)
+    start_audit(settings)
     stop = wait_for_stop_signal()
     index = open_index(settings)
     store = instance_store(settings, index)

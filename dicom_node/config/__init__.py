@@ -11,6 +11,7 @@ from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dicom_node.config.operations import AuditSettings, HttpSettings, LoggingSettings
 from dicom_node.config.peers import (
     Destination,
     DestinationTls,
@@ -229,4 +230,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     destinations: tuple[Destination, ...] = ()
+    http: HttpSettings = field(default_factory=HttpSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: Path | None = None  # the file these settings came from

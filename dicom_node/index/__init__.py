@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from dicom_node.index.admin import AdminActions
 from dicom_node.index.catalog import Catalog
 from dicom_node.index.database import Database
 from dicom_node.index.heartbeats import Heartbeats
@@ -39,6 +40,7 @@ class Index:
         self.heartbeats = Heartbeats(self.db)
         self.retention = Retention(self.db)
         self.performed_steps = PerformedSteps(self.db)
+        self.admin = AdminActions(self.db)
 
     def close(self) -> None:
         self.db.close()

@@ -244,6 +244,9 @@ def _receiving_study(
                 "reason": "",
                 "first_received_at": now,
                 "last_received_at": now,
+                "patient_sex": rec.patient_sex,
+                "patient_age": rec.patient_age,
+                "patient_birth_date": rec.patient_birth_date,
             },
         )
         row = s.execute(_STUDY, {"uid": rec.study_uid}).one()

@@ -13,6 +13,7 @@ from dicom_node.index.schema import (
     DeliveredObject,
     Export,
     ExportState,
+    Patient,
     ResultKind,
     ResultObject,
     Study,
@@ -50,7 +51,11 @@ class Outbox:
                 )
                 .order_by(ResultObject.kind.desc(), ResultObject.id)  # "sr" before "sc"
             )
-            study_uid = s.scalar(select(Study.study_uid).where(Study.id == exp.study_id))
+            study_uid, last_received_at, patient_id = s.execute(
+                select(Study.study_uid, Study.last_received_at, Patient.patient_id)
+                .join(Patient, Patient.id == Study.patient_id)
+                .where(Study.id == exp.study_id)
+            ).one()
             return DueExport(
                 id=exp.id,
                 study_uid=study_uid,
@@ -58,6 +63,8 @@ class Outbox:
                 destination=exp.destination,
                 attempts=exp.attempts,
                 objects=tuple((object_id, file) for object_id, file in objects),
+                last_received_at=last_received_at,
+                patient_id=patient_id,
             )
 
     def object_delivered(self, export_id: int, result_object_id: int) -> None:

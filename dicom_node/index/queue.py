@@ -16,10 +16,12 @@ from sqlalchemy import select
 from dicom_node.index.database import Database, utcnow
 from dicom_node.index.records import ClaimedJob, ScoredStudy
 from dicom_node.index.schema import (
+    SCORING_PAUSED,
     Export,
     ExportState,
     Job,
     JobState,
+    NodeControl,
     ResultObject,
     ScoredImage,
     Study,
@@ -27,6 +29,7 @@ from dicom_node.index.schema import (
 )
 
 log = logging.getLogger(__name__)
+_PAUSED = select(NodeControl.value).where(NodeControl.name == SCORING_PAUSED)
 
 
 class JobQueue:
@@ -34,9 +37,12 @@ class JobQueue:
         self.db = db
 
     def claim_next_job(self, owner: str, lease_s: float) -> ClaimedJob | None:
-        """Take the most urgent due job, or one whose worker's lease ran out (a dead worker)."""
+        """Take the most urgent due job, or one whose worker's lease ran out (a dead worker);
+        none while an administrator has paused scoring."""
         now = utcnow()
         with self.db.session() as s:
+            if s.scalar(_PAUSED) == "yes":
+                return None
             job = s.scalars(
                 select(Job)
                 .where(

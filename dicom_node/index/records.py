@@ -36,6 +36,9 @@ class ReceivedInstance:
     sha256: str
     calling_ae: str
     peer_host: str
+    patient_sex: str = ""
+    patient_age: str = ""
+    patient_birth_date: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ class DueExport:
     attempts: int
     objects: tuple[tuple[int, str], ...]  # (result object id, file relative to data_dir) not
     # yet acknowledged by the destination, the SR first
+    last_received_at: dt.datetime | None = None  # the study's last image: time to result
+    patient_id: str = ""  # for the audit trail
 
 
 @dataclass(frozen=True)
@@ -156,9 +161,14 @@ class WorklistRow:
     score: float
     percentile: float
     deliveries: dict[str, str]  # destination -> export state (and its last error)
+    study_id: int = 0
+    patient_sex: str = ""
+    patient_age: str = ""
+    completed_at: dt.datetime | None = None
 
     def to_json(self) -> dict:
         return {
+            "study_id": self.study_id,
             "study_uid": self.study_uid,
             "accession_number": self.accession_number,
             "patient_id": self.patient_id,
@@ -170,6 +180,9 @@ class WorklistRow:
             "score": round(self.score, 3),
             "percentile": round(self.percentile, 1),
             "deliveries": self.deliveries,
+            "patient_sex": self.patient_sex,
+            "patient_age": self.patient_age,
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
         }
 
 
@@ -237,3 +250,33 @@ class IndexStatus:
             "loops": [h.to_json(now) for h in self.loops],
             "purged_studies": self.purged_studies,
         }
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    sop_instance_uid: str
+    modality: str
+    score: float
+    percentile: float
+    abnormal: bool
+    statistics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class StudyPage:
+    """One study as the study page shows it: header, images with their statistics, the
+    newest version's result objects, deliveries and the timeline."""
+
+    study: StudyRecord
+    patient_id: str
+    patient_name: str
+    patient_sex: str
+    patient_age: str
+    patient_birth_date: str
+    score: float | None
+    percentile: float | None
+    images: tuple[ImageRow, ...]
+    objects: tuple[tuple[str, str, str], ...]  # (kind, key, SOP Instance UID)
+    exports: tuple[ExportRecord, ...]
+    jobs: tuple[tuple[int, str, int, str], ...]  # (id, state, attempts, last error)
+    timeline: tuple[tuple[str, dt.datetime], ...]  # (what happened, when), in order

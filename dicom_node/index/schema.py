@@ -107,6 +107,10 @@ class Study(Base):
     max_percentile: Mapped[float | None] = mapped_column(Float, nullable=True)
     scored_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     completed_by: Mapped[str] = mapped_column(Text, default="")  # what decided it was complete
+    # As the study's first image gave them (Patient's Sex, Age, Birth Date), for the worklist.
+    patient_sex: Mapped[str] = mapped_column(String(16), default="")
+    patient_age: Mapped[str] = mapped_column(String(16), default="")
+    patient_birth_date: Mapped[str] = mapped_column(String(16), default="")
     # Retention removed its spool and result files then; the rows keep the record.
     purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
@@ -255,3 +259,16 @@ class StoredObject(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(BigInteger)
     stored_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+SCORING_PAUSED = "scoring_paused"  # NodeControl "yes": workers claim no job
+
+
+class NodeControl(Base):
+    """A switch an administrator set for every process of the node (`scoring_paused`)."""
+
+    __tablename__ = "node_control"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))
+    set_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -3,15 +3,19 @@ studies, instances and exports, as typed records."""
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import func, select
 
 from dicom_node.index.catalog import instance_record
 from dicom_node.index.database import Database
 from dicom_node.index.records import (
     ExportRecord,
+    ImageRow,
     IndexStatus,
     InstanceRecord,
     LoopHealth,
+    StudyPage,
     StudyRecord,
     WorklistRow,
 )
@@ -24,6 +28,8 @@ from dicom_node.index.schema import (
     LoopHeartbeat,
     Patient,
     Priority,
+    ResultObject,
+    ScoredImage,
     Study,
     StudyState,
 )
@@ -69,6 +75,10 @@ class Views:
                     score=st.max_score,
                     percentile=st.max_percentile,
                     deliveries=sent.get((st.id, st.version), {}),
+                    study_id=st.id,
+                    patient_sex=st.patient_sex,
+                    patient_age=st.patient_age,
+                    completed_at=st.completed_at,
                 )
                 for st, pid, name in rows
             ]
@@ -110,22 +120,92 @@ class Views:
             ]
         return IndexStatus(instances, studies, jobs, exports, dead, skipped, loops, purged)
 
+    def oldest_queued_at(self):
+        """When the oldest job still queued was made; None when none is."""
+        with self.db.session() as s:
+            return s.scalar(select(func.min(Job.created_at)).where(Job.state == JobState.QUEUED))
+
+    def dead_jobs(self) -> list[tuple[int, int, str, str]]:
+        """(job id, study id, study UID, reason) of every dead-lettered scoring job."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Job.id, Study.id, Study.study_uid, Job.last_error)
+                .join(Study, Study.id == Job.study_id)
+                .where(Job.state == JobState.DEAD)
+                .order_by(Job.id)
+            ).all()
+        return [tuple(r) for r in rows]
+
     def studies(self) -> list[StudyRecord]:
         with self.db.session() as s:
-            return [
-                StudyRecord(
-                    id=st.id,
-                    study_uid=st.study_uid,
-                    accession_number=st.accession_number,
-                    study_date=st.study_date,
-                    version=st.version,
-                    state=st.state,
-                    reason=st.reason,
-                    priority=st.priority,
-                    completed_by=st.completed_by,
-                )
-                for st in s.scalars(select(Study).order_by(Study.id))
+            return [_study_record(st) for st in s.scalars(select(Study).order_by(Study.id))]
+
+    def study_page(self, study_id: int) -> StudyPage | None:
+        """Everything the study page shows; None for an unknown id."""
+        with self.db.session() as s:
+            st = s.get(Study, study_id)
+            if st is None:
+                return None
+            patient = s.get(Patient, st.patient_id)
+            images = s.execute(
+                select(ScoredImage, Instance.sop_instance_uid, Instance.modality)
+                .join(Instance, Instance.id == ScoredImage.instance_id)
+                .where(ScoredImage.study_id == st.id, ScoredImage.study_version == st.version)
+                .order_by(ScoredImage.id)
+            ).all()
+            objects = s.scalars(
+                select(ResultObject)
+                .where(ResultObject.study_id == st.id, ResultObject.study_version == st.version)
+                .order_by(ResultObject.kind.desc(), ResultObject.id)
+            ).all()
+            exports = s.scalars(
+                select(Export).where(Export.study_id == st.id).order_by(Export.id)
+            ).all()
+            jobs = s.scalars(select(Job).where(Job.study_id == st.id).order_by(Job.id)).all()
+            job = next((j for j in jobs if j.study_version == st.version), None)
+            events = [
+                ("first image received", st.first_received_at),
+                ("last image received", st.last_received_at),
+                ("complete", st.completed_at),
+                ("queued for scoring", job.created_at if job else None),
+                ("scored", st.scored_at if st.state is StudyState.SCORED else None),
             ]
+            events += [
+                (f"delivered to {e.destination}", e.sent_at)
+                for e in exports
+                if e.study_version == st.version
+            ]
+            return StudyPage(
+                study=_study_record(st),
+                patient_id=patient.patient_id,
+                patient_name=patient.name,
+                patient_sex=st.patient_sex,
+                patient_age=st.patient_age,
+                patient_birth_date=st.patient_birth_date,
+                score=st.max_score,
+                percentile=st.max_percentile,
+                images=tuple(
+                    ImageRow(
+                        uid, modality, i.score, i.percentile, i.abnormal, json.loads(i.statistics)
+                    )
+                    for i, uid, modality in images
+                ),
+                objects=tuple((o.kind.value, o.file, o.sop_instance_uid or "") for o in objects),
+                exports=tuple(
+                    ExportRecord(
+                        e.id,
+                        st.study_uid,
+                        e.study_version,
+                        e.destination,
+                        e.state,
+                        e.attempts,
+                        e.last_error,
+                    )
+                    for e in exports
+                ),
+                jobs=tuple((j.id, j.state.value, j.attempts, j.last_error) for j in jobs),
+                timeline=tuple(sorted(((w, t) for w, t in events if t), key=lambda e: e[1])),
+            )
 
     def instances(self) -> list[InstanceRecord]:
         with self.db.session() as s:
@@ -150,3 +230,17 @@ class Views:
                 )
                 for e, uid in rows
             ]
+
+
+def _study_record(st: Study) -> StudyRecord:
+    return StudyRecord(
+        id=st.id,
+        study_uid=st.study_uid,
+        accession_number=st.accession_number,
+        study_date=st.study_date,
+        version=st.version,
+        state=st.state,
+        reason=st.reason,
+        priority=st.priority,
+        completed_by=st.completed_by,
+    )

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from dicom_node import audit
 from dicom_node.config import PeerRule
+from dicom_node.metrics import ASSOCIATIONS
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class ConnectionWatch:
     def admit(self, sock: socket.socket, host: str) -> bool:
         if self.rules and not any(rule.allows_host(host) for rule in self.rules):
             log.warning("refusing connection from %s: not on accept_from", host)
+            _refused(host, "host not on accept_from")
             return False
         with self._lock:
             self._forget_closed()
@@ -70,6 +73,7 @@ class ConnectionWatch:
                     host,
                     open_here,
                 )
+                _refused(host, "max_associations_per_host")
                 return False
             self._open[id(sock)] = _Connection(sock, host, time.monotonic())
         return True
@@ -136,6 +140,11 @@ class ConnectionWatch:
         for conn, _ in overdue:
             self.release(conn.sock)
         return overdue
+
+
+def _refused(host: str, reason: str) -> None:
+    ASSOCIATIONS.labels(f"rejected: {reason}").inc()
+    audit.record("association_rejected", "failure", peer_host=host, reason=reason)
 
 
 def _shut(sock: socket.socket) -> None:

@@ -21,6 +21,7 @@ from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import ModalityPerformedProcedureStep, Verification
 
+from dicom_node import audit
 from dicom_node.config import NodeSettings, PeerRule
 from dicom_node.dicom.terms import ACCEPTED_TRANSFER_SYNTAXES, StoreStatus
 from dicom_node.errors import DicomNodeError
@@ -29,6 +30,7 @@ from dicom_node.ingest import mpps
 from dicom_node.ingest.connections import ConnectionWatch
 from dicom_node.ingest.dispatch import DispatchingServer, HandedServer
 from dicom_node.ingest.store import InstanceStore, Peer
+from dicom_node.metrics import ASSOCIATIONS, RECEIVED_BYTES, STORES
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +44,30 @@ def handle_store(event, store: InstanceStore, watch: ConnectionWatch) -> int:
     watch.request_complete(event.assoc.dul.socket.socket)
     peer = Peer(event.assoc.requestor.ae_title.strip(), event.assoc.requestor.address)
     affected = str(event.request.AffectedSOPInstanceUID)
-    result = store.store(  # never raises: every failure comes back as a status and a reason
-        event.request.DataSet.getvalue(), event.context.transfer_syntax, peer, affected
+    encoded = event.request.DataSet.getvalue()
+    # never raises: every failure comes back as a status and a reason
+    result = store.store(encoded, event.context.transfer_syntax, peer, affected)
+    STORES.labels(f"0x{result.status:04X}").inc()
+    RECEIVED_BYTES.inc(len(encoded))
+    audit.record(
+        "instance_stored" if result.status is StoreStatus.SUCCESS else "instance_refused",
+        "success" if result.status is StoreStatus.SUCCESS else "failure",
+        peer_ae=peer.ae_title,
+        peer_host=peer.host,
+        sop_instance_uid=affected,
+        status=f"0x{result.status:04X}",
+        reason=None if result.status is StoreStatus.SUCCESS else result.reason,
+        **result.audit_fields,
     )
     if result.status is StoreStatus.SUCCESS:
-        log.debug("C-STORE %r from %r@%s: %s", affected, peer.ae_title, peer.host, result.reason)
+        log.info(
+            "C-STORE from %r@%s: accession %r, %s, %s (0x0000)",
+            peer.ae_title,
+            peer.host,
+            result.accession,
+            result.modality or "no modality",
+            result.reason,
+        )
     else:
         log.warning(
             "C-STORE %r from %r@%s refused (0x%04X): %s",
@@ -72,6 +93,14 @@ def check_calling_peer(event, rules: tuple[PeerRule, ...]) -> None:
     host = event.assoc.requestor.address
     if rules and not any(rule.allows(calling, host) for rule in rules):
         log.warning("rejecting association from %r at %s: not on accept_from", calling, host)
+        ASSOCIATIONS.labels("rejected: calling AE not on accept_from").inc()
+        audit.record(
+            "association_rejected",
+            "failure",
+            peer_ae=calling,
+            peer_host=host,
+            reason="calling AE title and host not on accept_from",
+        )
         event.assoc.acse.send_reject(*REJECT_CALLING_AE)
         event.assoc.kill()  # as pynetdicom's own rejections do: the A-ASSOCIATE-RJ goes out first
 
@@ -81,6 +110,14 @@ def log_rejection(event) -> None:
     rj = event.assoc.acceptor.primitive
     calling = event.assoc.requestor.primitive.calling_ae_title.strip()
     if (rj.result_source, rj.diagnostic) == (0x03, 0x02):
+        ASSOCIATIONS.labels("rejected: max_associations").inc()
+        audit.record(
+            "association_rejected",
+            "failure",
+            peer_ae=calling,
+            peer_host=event.assoc.requestor.address,
+            reason="max_associations",
+        )
         log.warning(
             "rejecting association from %r at %s: %d associations already open (the maximum)",
             calling,
@@ -89,12 +126,16 @@ def log_rejection(event) -> None:
         )
 
 
-def log_rejected_contexts(event) -> None:
+def note_accepted(event) -> None:
+    """EVT_ACCEPTED: counted and audited; presentation contexts refused are logged."""
+    calling = event.assoc.requestor.ae_title.strip()
+    ASSOCIATIONS.labels("accepted").inc()
+    audit.record("association_accepted", peer_ae=calling, peer_host=event.assoc.requestor.address)
     for cx in event.assoc.rejected_contexts:
         log.warning(
             "association from %r: presentation context %s (%s) rejected: none of the proposed "
             "transfer syntaxes %s is supported",
-            event.assoc.requestor.ae_title.strip(),
+            calling,
             cx.abstract_syntax,
             cx.abstract_syntax.name,
             ", ".join(ts.name for ts in cx.transfer_syntax) or "(none listed)",
@@ -149,7 +190,7 @@ def start_scp(
     handlers = [
         (evt.EVT_REQUESTED, check_calling_peer, [settings.accept_from]),
         (evt.EVT_REJECTED, log_rejection),
-        (evt.EVT_ACCEPTED, log_rejected_contexts),
+        (evt.EVT_ACCEPTED, note_accepted),
         (evt.EVT_C_ECHO, lambda event: StoreStatus.SUCCESS),
         (evt.EVT_C_STORE, handle_store, [store, watch]),
         (evt.EVT_N_CREATE, mpps.handle_create, [steps, watch]),

@@ -45,6 +45,14 @@ class StoreResult:
     status: StoreStatus
     reason: str  # why it was refused, or what was kept
     outcome: Outcome | None = None  # None when refused
+    accession: str = ""  # of what was kept
+    modality: str = ""
+    patient_id: str = ""  # for the audit trail (ATNA lists the patient of stored instances)
+    study_uid: str = ""
+
+    @property
+    def audit_fields(self) -> dict:
+        return {"patient_id": self.patient_id or None, "study_uid": self.study_uid or None}
 
 
 class InstanceStore:
@@ -91,7 +99,7 @@ class InstanceStore:
                     f"disk nearly full: {free} bytes free, min_free_bytes is {self.min_free_bytes}",
                 )
             ds = _checked_dataset(encoded, syntax, announced_uid)
-            outcome = self._keep(encoded, ds, syntax, peer)
+            outcome, rec = self._keep(encoded, ds, syntax, peer)
         except RejectedInstance as exc:
             return StoreResult(exc.status, str(exc))
         except OSError as exc:
@@ -101,9 +109,19 @@ class InstanceStore:
         except Exception as exc:  # a bug: the peer still gets a status, the log a traceback
             log.exception("storing an instance from %r@%s failed", peer.ae_title, peer.host)
             return StoreResult(StoreStatus.OUT_OF_RESOURCES, f"{type(exc).__name__}: {exc}")
-        return StoreResult(StoreStatus.SUCCESS, outcome.value, outcome)
+        return StoreResult(
+            StoreStatus.SUCCESS,
+            outcome.value,
+            outcome,
+            rec.accession_number,
+            rec.modality,
+            rec.patient_id,
+            rec.study_uid,
+        )
 
-    def _keep(self, encoded: bytes, ds: Dataset, syntax: UID, peer: Peer) -> Outcome:
+    def _keep(
+        self, encoded: bytes, ds: Dataset, syntax: UID, peer: Peer
+    ) -> tuple[Outcome, ReceivedInstance]:
         header = part10_header(ds.SOPClassUID, ds.SOPInstanceUID, syntax)
         staged = self.objects.stage([header, encoded])
         rec = ReceivedInstance(
@@ -122,6 +140,9 @@ class InstanceStore:
             sha256=staged.sha256,
             calling_ae=peer.ae_title,
             peer_host=peer.host,
+            patient_sex=_short(ds, "PatientSex"),
+            patient_age=_short(ds, "PatientAge"),
+            patient_birth_date=_short(ds, "PatientBirthDate"),
         )
         key = instance_key(rec.sha256)
         try:
@@ -136,15 +157,20 @@ class InstanceStore:
         finally:
             self.objects.discard(staged)
         if version is None:
-            return Outcome.DUPLICATE  # identical to a version already kept
+            return Outcome.DUPLICATE, rec  # identical to a version already kept
         if version > 1:
             log.info(
                 "SOP Instance %r received again with different bytes: kept as version %d",
                 rec.sop_instance_uid,
                 version,
             )
-            return Outcome.NEW_VERSION
-        return Outcome.STORED
+            return Outcome.NEW_VERSION, rec
+        return Outcome.STORED, rec
+
+
+def _short(ds: Dataset, keyword: str) -> str:
+    """A short header value as text (CS, AS, DA: at most 16 characters)."""
+    return str(ds.get(keyword, "") or "")[:16]
 
 
 def free_bytes(folder: Path) -> int:

@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
+from dicom_node import audit
 from dicom_node.config import Destination, Settings
 from dicom_node.dicom.terms import RESULT_FALLBACK_SYNTAXES
 from dicom_node.errors import DicomNodeError, InfrastructureError
@@ -20,6 +21,7 @@ from dicom_node.index import Index
 from dicom_node.index.database import utcnow
 from dicom_node.index.objects import open_storage
 from dicom_node.index.records import DueExport
+from dicom_node.metrics import EXPORT_SECONDS, TIME_TO_RESULT_SECONDS
 from dicom_node.pipeline.retry import retry_decision
 
 log = logging.getLogger(__name__)
@@ -147,12 +149,13 @@ class DeliveryStep:
                     f"destination {export.destination!r} is no longer configured", permanent=True
                 )
             ids = [object_id for object_id, _ in export.objects]
-            send_objects(
-                destination,
-                self._read_objects(export),
-                self.settings.node.ae_title,
-                lambda i: self.index.outbox.object_delivered(export.id, ids[i]),
-            )
+            with EXPORT_SECONDS.time():
+                send_objects(
+                    destination,
+                    self._read_objects(export),
+                    self.settings.node.ae_title,
+                    lambda i: self.index.outbox.object_delivered(export.id, ids[i]),
+                )
         except ExportError as exc:
             self._failed(export, str(exc), permanent=exc.permanent)
             return True
@@ -160,6 +163,19 @@ class DeliveryStep:
             self._failed(export, str(exc), permanent=False, infrastructure=True)
             raise  # the loop backs off and reports itself unhealthy
         self.index.outbox.export_sent(export.id)
+        if export.last_received_at is not None:
+            waited = (utcnow() - export.last_received_at).total_seconds()
+            TIME_TO_RESULT_SECONDS.observe(max(0.0, waited))
+        audit.record(
+            "result_exported",
+            destination=export.destination,
+            peer_ae=destination.ae_title,
+            peer_host=destination.host,
+            study_uid=export.study_uid,
+            study_version=export.study_version,
+            patient_id=export.patient_id or None,
+            objects=len(export.objects),
+        )
         return True
 
     def _read_objects(self, export: DueExport) -> list[Dataset]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -24,6 +25,7 @@ from dicom_node.errors import NotScorable
 from dicom_node.index import Index
 from dicom_node.index.database import utcnow
 from dicom_node.index.records import ClaimedJob, ScoredStudy
+from dicom_node.metrics import SCORING_SECONDS
 from dicom_node.pipeline.analysis import LoadedStudy, StudyAnalyser
 from dicom_node.pipeline.retry import RetryDecision, is_infrastructure_failure, retry_decision
 from dicom_node.pipeline.routing import is_scored_image
@@ -58,6 +60,7 @@ class ScoringStep:
 
     def run_jobs(self, first: ClaimedJob, leases: LeaseKeeper) -> None:
         batch = _Batch(self.settings)
+        started = time.monotonic()
         try:
             loaded = self._load_more(first, batch, leases)
             scores = batch.attempt_all(loaded, lambda: self.analyser.score(loaded))
@@ -65,8 +68,10 @@ class ScoringStep:
                 scored = batch.attempt(study.job, self._results, study, study_scores)
                 batch.scored[study.job.id] = scored
         finally:
+            took = time.monotonic() - started  # the studies of one batch share its time
             for job in batch.jobs:
                 self._record(job, batch.scored.get(job.id), batch.failures.get(job.id))
+                SCORING_SECONDS.observe(took)
         if batch.infrastructure is not None:
             raise batch.infrastructure  # the loop backs off and reports itself unhealthy
 
