@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dicom_node.app.cli import main
@@ -90,13 +91,22 @@ def test_database_outage_then_every_queued_study_is_scored_and_delivered(
     make_node, pacs, throwaway_postgres, tmp_path, capsys
 ):
     node = make_node(
-        database_url=throwaway_postgres.url, worker=FAST_WORKER, destinations=destination(pacs.port)
+        database_url=throwaway_postgres.url,
+        worker=FAST_WORKER,
+        destinations=destination(pacs.port),
+        http={"enabled": True, "port": 0},
     )
+    readyz = f"http://127.0.0.1:{node.running.web.port}/readyz"
+    assert wait_for(lambda: httpx.get(readyz).status_code == 200, timeout=20)
     studies = [send_study(node.port, tmp_path), send_study(node.port, tmp_path)]
     throwaway_postgres.stop()  # before the 1 s quiet period ends: both still to complete
     assert wait_for(lambda: {"completion", "scoring", "delivery"} <= unhealthy_loops(node), 20)
     code, _ = status_json(node, capsys)
     assert code == 2  # status says the index is unreachable
+    outage = httpx.get(readyz)
+    assert outage.status_code == 503
+    index_check = next(c for c in outage.json()["checks"] if c["name"] == "index")
+    assert not index_check["ok"] and "unreachable" in index_check["detail"]
     refused = subprocess.run(  # nothing is acknowledged that cannot be kept
         [
             "storescu",
@@ -116,6 +126,7 @@ def test_database_outage_then_every_queued_study_is_scored_and_delivered(
         node.log_text()[-3000:]
     )
     assert wait_for(lambda: not unhealthy_loops(node), timeout=30)
+    assert wait_for(lambda: httpx.get(readyz).status_code == 200, timeout=30)  # no restart
     assert "recovered after" in node.log_text()
     assert node.counts("jobs") == {"done": 2}
 

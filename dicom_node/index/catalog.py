@@ -109,6 +109,7 @@ class Catalog:
                     Study.id,
                     Study.study_uid,
                     Study.last_received_at,
+                    Study.accession_number,
                     Instance.calling_ae,
                     Instance.modality,
                     Instance.sop_instance_uid,
@@ -116,17 +117,18 @@ class Catalog:
                 .join(Instance, Instance.study_id == Study.id)
                 .where(Study.state == StudyState.RECEIVING, Instance.file != "")
             ).all()
-        found: dict[int, tuple[str, dt.datetime, set[str], set[str], set[str]]] = {}
+        found: dict[int, tuple[str, dt.datetime, str, set[str], set[str], set[str]]] = {}
         for row in rows:
-            _, _, aes, modalities, uids = found.setdefault(
-                row.id, (row.study_uid, row.last_received_at, set(), set(), set())
+            _, _, _, aes, modalities, uids = found.setdefault(
+                row.id,
+                (row.study_uid, row.last_received_at, row.accession_number, set(), set(), set()),
             )
             aes.add(row.calling_ae)
             modalities.add(row.modality)
             uids.add(row.sop_instance_uid)
         return [
-            ReceivingStudy(sid, uid, last, frozenset(a), frozenset(m), frozenset(u))
-            for sid, (uid, last, a, m, u) in found.items()
+            ReceivingStudy(sid, uid, last, frozenset(a), frozenset(m), frozenset(u), accession)
+            for sid, (uid, last, accession, a, m, u) in found.items()
         ]
 
     def study_contents(self, study_id: int) -> list[InstanceRecord]:

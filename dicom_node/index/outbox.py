@@ -51,8 +51,13 @@ class Outbox:
                 )
                 .order_by(ResultObject.kind.desc(), ResultObject.id)  # "sr" before "sc"
             )
-            study_uid, last_received_at, patient_id = s.execute(
-                select(Study.study_uid, Study.last_received_at, Patient.patient_id)
+            study_uid, last_received_at, patient_id, accession = s.execute(
+                select(
+                    Study.study_uid,
+                    Study.last_received_at,
+                    Patient.patient_id,
+                    Study.accession_number,
+                )
                 .join(Patient, Patient.id == Study.patient_id)
                 .where(Study.id == exp.study_id)
             ).one()
@@ -65,6 +70,7 @@ class Outbox:
                 objects=tuple((object_id, file) for object_id, file in objects),
                 last_received_at=last_received_at,
                 patient_id=patient_id,
+                accession_number=accession,
             )
 
     def object_delivered(self, export_id: int, result_object_id: int) -> None:

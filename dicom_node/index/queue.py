@@ -62,8 +62,12 @@ class JobQueue:
             job.lease_expires_at = now + dt.timedelta(seconds=lease_s)
             job.attempts += 1
             job.updated_at = now
-            study_uid = s.scalar(select(Study.study_uid).where(Study.id == job.study_id))
-            return ClaimedJob(job.id, job.study_id, job.study_version, job.attempts, study_uid)
+            study_uid, accession = s.execute(
+                select(Study.study_uid, Study.accession_number).where(Study.id == job.study_id)
+            ).one()
+            return ClaimedJob(
+                job.id, job.study_id, job.study_version, job.attempts, study_uid, accession
+            )
 
     def renew_lease(self, job_id: int, owner: str, lease_s: float) -> bool:
         with self.db.session() as s:

@@ -51,6 +51,7 @@ class ReceivingStudy:
     calling_aes: frozenset[str]
     modalities: frozenset[str]
     sop_instance_uids: frozenset[str]
+    accession_number: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class ClaimedJob:
     study_version: int
     attempts: int
     study_uid: str
+    accession_number: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class DueExport:
     # yet acknowledged by the destination, the SR first
     last_received_at: dt.datetime | None = None  # the study's last image: time to result
     patient_id: str = ""  # for the audit trail
+    accession_number: str = ""
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,14 @@ def complete_studies(catalog: Catalog, steps: PerformedSteps, studies: StudySett
             study.id, study.last_received_at, decision.accepted, decision.reason, why
         )
         if state is not None:
-            log.info("study #%d complete (%s): %s", study.id, why, state.value)
+            log.info(
+                "study #%d (accession %r) complete (%s): %s: %s",
+                study.id,
+                study.accession_number,
+                why,
+                state.value,
+                decision.reason,
+            )
             done += 1
     return done
 

@@ -163,6 +163,13 @@ class DeliveryStep:
             self._failed(export, str(exc), permanent=False, infrastructure=True)
             raise  # the loop backs off and reports itself unhealthy
         self.index.outbox.export_sent(export.id)
+        log.info(
+            "study %r (accession %r) v%d: results sent to %s",
+            export.study_uid,
+            export.accession_number,
+            export.study_version,
+            export.destination,
+        )
         if export.last_received_at is not None:
             waited = (utcnow() - export.last_received_at).total_seconds()
             TIME_TO_RESULT_SECONDS.observe(max(0.0, waited))

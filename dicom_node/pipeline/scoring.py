@@ -111,8 +111,9 @@ class ScoringStep:
         if scored is not None:
             if self.index.queue.finish_scored(job, self.owner, scored):
                 log.info(
-                    "study %r v%d scored: %s, max score %.2f",
+                    "study %r (accession %r) v%d scored: %s, max score %.2f",
                     job.study_uid,
+                    job.accession_number,
                     job.study_version,
                     scored.priority.value,
                     max(i.score for i in scored.images),
@@ -122,11 +123,18 @@ class ScoringStep:
             failure = RetryDecision("interrupted", utcnow())
         self.index.queue.finish_failed(job, self.owner, failure.reason, failure.retry_at)
         if failure.gives_up:
-            log.warning("job #%d: study %r not scored: %s", job.id, job.study_uid, failure.reason)
+            log.warning(
+                "job #%d: study %r (accession %r) not scored: %s",
+                job.id,
+                job.study_uid,
+                job.accession_number,
+                failure.reason,
+            )
         else:
             log.warning(
-                "job #%d (attempt %d) will be retried at %s: %s",
+                "job #%d (accession %r, attempt %d) will be retried at %s: %s",
                 job.id,
+                job.accession_number,
                 job.attempts,
                 failure.retry_at.isoformat(timespec="seconds"),
                 failure.reason,
