@@ -3,6 +3,8 @@ in the log, nothing of it is kept, and the next association is served normally."
 
 from __future__ import annotations
 
+import json
+
 import pydicom
 import pytest
 from pydicom.filebase import DicomBytesIO
@@ -138,7 +140,9 @@ def test_an_invalid_uid_is_refused_and_nothing_is_written_anywhere(node, tmp_pat
     assert send_raw_store(node.port, announced, encoded(ds)) == 0xA900
     assert f"{keyword} " in node.log_text()
     new = {p for p in set(tmp_path.rglob("*")) - before if p.is_file()}
-    assert {p.name for p in new} <= {"index.sqlite3-wal", "index.sqlite3-shm"}
+    assert {p.name for p in new} <= {"index.sqlite3-wal", "index.sqlite3-shm", "audit.log"}
+    last = json.loads((node.data_dir / "audit.log").read_text().splitlines()[-1])
+    assert (last["event"], last["status"]) == ("instance_refused", "0xA900")  # escaped JSON
     assert_nothing_kept_and_still_serving(node, tmp_path)
 
 
