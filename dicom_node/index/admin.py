@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from dicom_node.errors import DicomNodeError
+from dicom_node.index.catalog import scoring_job
 from dicom_node.index.database import Database, utcnow
 from dicom_node.index.schema import (
     SCORING_PAUSED,
@@ -14,7 +15,6 @@ from dicom_node.index.schema import (
     Export,
     ExportState,
     Job,
-    JobKind,
     JobState,
     NodeControl,
     ResultObject,
@@ -103,20 +103,7 @@ class AdminActions:
             study.version += 1
             study.state, study.completed_at = StudyState.QUEUED, now
             study.reason = study.completed_by = f"re-score requested by {by}"
-            s.add(
-                Job(
-                    study_id=study.id,
-                    study_version=study.version,
-                    kind=JobKind.SCORE,
-                    state=JobState.QUEUED,
-                    priority=0,
-                    attempts=0,
-                    not_before=now,
-                    last_error="",
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            s.add(scoring_job(study, now))
             return f"study #{study_id} queued as version {study.version}"
 
     def pause_scoring(self, paused: bool, by: str) -> str:

@@ -171,21 +171,24 @@ class Catalog:
                 study.state = StudyState.SKIPPED
                 return StudyState.SKIPPED
             study.state = StudyState.QUEUED
-            s.add(
-                Job(
-                    study_id=study.id,
-                    study_version=study.version,
-                    kind=JobKind.SCORE,
-                    state=JobState.QUEUED,
-                    priority=0,
-                    attempts=0,
-                    not_before=now,
-                    last_error="",
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            s.add(scoring_job(study, now))
             return StudyState.QUEUED
+
+
+def scoring_job(study: Study, now: dt.datetime) -> Job:
+    """The scoring job of the study's current version, due now."""
+    return Job(
+        study_id=study.id,
+        study_version=study.version,
+        kind=JobKind.SCORE,
+        state=JobState.QUEUED,
+        priority=0,
+        attempts=0,
+        not_before=now,
+        last_error="",
+        created_at=now,
+        updated_at=now,
+    )
 
 
 _KEPT_VERSIONS = select(Instance.version, Instance.sha256).where(

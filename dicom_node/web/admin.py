@@ -31,24 +31,17 @@ def add_admin_routes(app: FastAPI, ctx: WebContext, logins: Logins) -> None:
         client = request.client.host if request.client else "?"
         if not logins.required:
             raise HTTPException(404, "no admin users are configured")
+
+        def refused(outcome: str, error: str, status_code: int) -> HTMLResponse:
+            audit.record("login_failed", outcome, user=name[:64], client=client)
+            return page(
+                request, "login.html", next=_local(next), error=error, status_code=status_code
+            )
+
         if logins.too_many_failures(client):
-            audit.record("login_failed", "rate_limited", user=name[:64], client=client)
-            return page(
-                request,
-                "login.html",
-                next=_local(next),
-                error="Too many failed logins: wait a minute.",
-                status_code=429,
-            )
+            return refused("rate_limited", "Too many failed logins: wait a minute.", 429)
         if not csrf_ok(request.session, csrf) or not logins.verify(client, name, password):
-            audit.record("login_failed", "failure", user=name[:64], client=client)
-            return page(
-                request,
-                "login.html",
-                next=_local(next),
-                error="Wrong name or password.",
-                status_code=401,
-            )
+            return refused("failure", "Wrong name or password.", 401)
         request.session.clear()
         request.session["user"] = name
         audit.record("login", user=name, client=client)
