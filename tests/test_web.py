@@ -65,7 +65,14 @@ def test_metrics_and_health_move_with_the_work(make_node, pacs, tmp_path):
     before = samples(httpx.get(f"{base}/metrics").text)
     study = send_study(node.port, tmp_path)
     assert wait_for(lambda: pacs.reports_for(study) == 1, timeout=60)
-    after = samples(httpx.get(f"{base}/metrics").text)
+    done = "dicom_node_time_to_result_seconds_count"  # observed last, once the export is sent
+
+    def scrape_when_done():
+        page = samples(httpx.get(f"{base}/metrics").text)
+        return page if page.get(done, 0.0) > before.get(done, 0.0) else None
+
+    after = wait_for(scrape_when_done, timeout=30)
+    assert after, "the export's metrics never moved"
 
     def moved(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
