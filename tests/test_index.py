@@ -183,7 +183,7 @@ def test_index_of_release_0_1_0_is_upgraded_in_place_and_keeps_working(index_url
             f"results/{row.study_uid}/v1/sr.dcm",
             f"results/{row.study_uid}/v1/sc_001.dcm",
         )
-        assert index.outbox.earlier_reports(1, before_version=2) == [files[0]]
+        assert index.outbox.earlier_reports(1, before_version=2) == [(files[0], "")]
         # The queued study of 0.1.0 is scored by this release.
         job = index.queue.claim_next_job("w", 60)
         assert index.queue.finish_scored(job, "w", scored(index, job, 0.1, Priority.ROUTINE))

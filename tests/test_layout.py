@@ -28,6 +28,7 @@ ALLOWED = {
     "results": {"results", "model", "dicom", "__init__"},
     "pipeline": {
         "__init__",
+        "hl7",
         "audit",
         "metrics",
         "pipeline",
@@ -41,6 +42,7 @@ ALLOWED = {
         "errors",
     },
     "training": {"training", "model", "errors", "config", "config_file"},
+    "hl7": {"hl7", "config", "errors"},
     "web": {
         "__init__",
         "audit",
@@ -53,6 +55,7 @@ ALLOWED = {
     },
     "app": {
         "__init__",
+        "hl7",
         "web",
         "app",
         "storage",

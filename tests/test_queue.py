@@ -136,7 +136,9 @@ def test_scored_job_records_results_objects_and_one_export_per_destination(index
     (row,) = index.views.worklist()
     assert row.priority is Priority.URGENT and row.score == 2.0
     assert row.deliveries == {first.destination: "sent", second.destination: "dead (refused)"}
-    assert index.outbox.earlier_reports(job.study_id, before_version=2) == [f"r/{job.id}/sr.dcm"]
+    assert index.outbox.earlier_reports(job.study_id, before_version=2) == [
+        (f"r/{job.id}/sr.dcm", f"{job.study_uid}.9")
+    ]
     assert index.outbox.earlier_reports(job.study_id, before_version=1) == []
 
 

@@ -192,7 +192,7 @@ def broken_jpeg(out) -> str:
 
 
 def test_a_long_queue_is_scored_in_one_batch_and_a_bad_study_fails_alone(make_node, tmp_path):
-    from dicom_node.app.roles import load_configured_model
+    from dicom_node.app.assembly import load_configured_model
     from dicom_node.pipeline.analysis import StudyAnalyser
     from dicom_node.pipeline.scoring import ScoringStep
 

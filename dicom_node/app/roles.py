@@ -19,6 +19,7 @@ import threading
 import uuid
 
 from dicom_node import audit
+from dicom_node.app.assembly import start_web, supervised, worker_loops
 from dicom_node.app.locks import PortLock
 from dicom_node.app.logs import configure_logging, log_to_file
 from dicom_node.config import Settings
@@ -29,7 +30,7 @@ from dicom_node.ingest.dispatch import sibling_channels
 from dicom_node.ingest.scp import start_scp
 from dicom_node.ingest.store import InstanceStore
 from dicom_node.pipeline.completion import SWEEP_INTERVAL_S, complete_studies
-from dicom_node.pipeline.loops import LoopRunner, SupervisedLoop
+from dicom_node.pipeline.loops import LoopRunner
 
 log = logging.getLogger(__name__)
 
@@ -88,62 +89,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def worker_loops(
-    settings: Settings, index: Index, owner: str
-) -> tuple[list[SupervisedLoop], dict[str, str] | None]:
-    """The configured worker loops, and the name and version of the model they score with
-    (None: no scoring here). The model is loaded only when scoring runs here."""
-    worker = settings.worker
-    loops, model_info = [], None
-    if "scoring" in worker.loops:
-        from dicom_node.pipeline.analysis import StudyAnalyser
-        from dicom_node.pipeline.scoring import ScoringStep
-
-        storage = open_storage(settings.storage, index.db)
-        model = load_configured_model(settings)
-        analyser = StudyAnalyser(settings, model, storage)
-        model_info = {"name": model.name, "version": analyser.algorithm.version}
-        step = ScoringStep(settings, index, analyser, owner)
-        loops.append(_loop("scoring", step, worker.poll_s, settings, index, owner))
-    if "delivery" in worker.loops:
-        from dicom_node.pipeline.delivery import DeliveryStep
-
-        step = DeliveryStep(settings, index)
-        loops.append(_loop("delivery", step, worker.poll_s, settings, index, owner))
-    return loops, model_info
-
-
-def start_web(settings: Settings, index: Index, role, model: dict | None, port: int | None):
-    """The web face of this process, or None when http is off or no port is set."""
-    if not settings.http.enabled or port is None:
-        return None
-    from dicom_node.web.pages import WebContext
-    from dicom_node.web.server import WebServer
-
-    storage = open_storage(settings.storage, index.db)
-    ctx = WebContext(settings, index, storage, role.health, model)
-    return WebServer(ctx, settings.http.host, port)
-
-
-def load_configured_model(settings: Settings):
-    from dicom_node.model.ensemble import load_model, pick_device
-
-    model = load_model(settings.model.path, pick_device(settings.worker.device))
-    log.info("model %s on %s", model.name, model.device)
-    return model
-
-
-def _loop(name, step, idle_s: float, settings: Settings, index: Index, owner: str):
-    return SupervisedLoop(
-        name,
-        step,
-        idle_s=idle_s,
-        deadline_s=settings.worker.loop_deadline_s + idle_s,  # a cycle is due every idle_s
-        heartbeats=index.heartbeats,
-        owner=owner,
-    )
-
-
 class RunningNode:
     """Everything `serve` runs, started in the background; `stop` finishes in-flight work."""
 
@@ -184,7 +129,7 @@ class RunningNode:
             log.info(
                 "connections go round-robin to this and %d more SCP process(es)", len(self.siblings)
             )
-        completion = _loop(
+        completion = supervised(
             "completion",
             lambda: bool(
                 complete_studies(self.index.catalog, self.index.performed_steps, settings.studies)
@@ -200,7 +145,7 @@ class RunningNode:
 
             retention = RetentionStep(settings.storage, self.index)
             loops.append(
-                _loop(
+                supervised(
                     "retention",
                     retention,
                     settings.storage.retention_check_s,
@@ -209,6 +154,26 @@ class RunningNode:
                     self.owner,
                 )
             )
+        if settings.triage.max_wait_routine_min is not None:
+            from dicom_node.pipeline.hl7_delivery import EscalationStep
+
+            step = EscalationStep(settings, self.index)
+            loops.append(
+                supervised(
+                    "escalation", step, settings.triage.check_s, settings, self.index, self.owner
+                )
+            )
+        self.hl7_listener = None
+        if settings.hl7.listen_port is not None:
+            from dicom_node.hl7.mllp import ReadListener
+            from dicom_node.pipeline.hl7_delivery import read_update_handler
+
+            self.hl7_listener = ReadListener(
+                settings.hl7.listen_host,
+                settings.hl7.listen_port,
+                read_update_handler(self.index, settings),
+            )
+            undo.callback(self.hl7_listener.stop)
         model = None
         if settings.worker.enabled:
             more, model = worker_loops(settings, self.index, self.owner)
@@ -230,6 +195,8 @@ class RunningNode:
         log.info("stopping: finishing in-flight associations")
         if self.web is not None:
             self.web.stop()
+        if self.hl7_listener is not None:
+            self.hl7_listener.stop()
         self.scp.stop()
         self._stop_siblings()
         self.loops.stop()

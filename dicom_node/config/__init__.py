@@ -11,6 +11,7 @@ from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dicom_node.config.hl7 import Hl7Settings, TriageSettings
 from dicom_node.config.operations import AuditSettings, HttpSettings, LoggingSettings
 from dicom_node.config.peers import (
     Destination,
@@ -233,4 +234,6 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    hl7: Hl7Settings = field(default_factory=Hl7Settings)
+    triage: TriageSettings = field(default_factory=TriageSettings)
     source: Path | None = None  # the file these settings came from

@@ -4,6 +4,8 @@
 - `queue`: scoring jobs under leases; `outbox`: exports and the result objects they send;
 - `views`: typed read models (worklist, status); `heartbeats`: the loops' health;
 - `retention`: finished studies whose files may go; `performed_steps`: MPPS from modalities;
+- `admin`: what an administrator may do; `hl7_outbox`: HL7 messages to the RIS, escalations;
+- `objects`: the storage backend that keeps bytes in the database;
 - `database`: engine, sessions and the Alembic schema revision; `schema`: the tables.
 """
 
@@ -13,6 +15,7 @@ from dicom_node.index.admin import AdminActions
 from dicom_node.index.catalog import Catalog
 from dicom_node.index.database import Database
 from dicom_node.index.heartbeats import Heartbeats
+from dicom_node.index.hl7_outbox import Hl7Outbox
 from dicom_node.index.outbox import Outbox
 from dicom_node.index.performed_steps import PerformedSteps
 from dicom_node.index.queue import JobQueue
@@ -41,6 +44,7 @@ class Index:
         self.retention = Retention(self.db)
         self.performed_steps = PerformedSteps(self.db)
         self.admin = AdminActions(self.db)
+        self.hl7 = Hl7Outbox(self.db)
 
     def close(self) -> None:
         self.db.close()

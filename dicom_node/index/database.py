@@ -23,7 +23,7 @@ from dicom_node.errors import IndexSchemaError
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-HEAD_REVISION = "0006"  # the newest file in migrations/versions
+HEAD_REVISION = "0007"  # the newest file in migrations/versions
 FIRST_RELEASE_REVISION = "0001"  # the schema of 0.1.0, which had no alembic_version table
 SCHEMA_LOCK = 0x44434D4E  # PostgreSQL advisory lock key held while upgrading ("DCMN")
 

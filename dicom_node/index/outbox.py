@@ -96,18 +96,17 @@ class Outbox:
             else:
                 exp.next_attempt_at = retry_at
 
-    def earlier_reports(self, study_id: int, before_version: int) -> list[str]:
-        """Files of the SRs of the study's earlier versions (relative to data_dir), oldest
-        first: the predecessors a new version's SR lists."""
+    def earlier_reports(self, study_id: int, before_version: int) -> list[tuple[str, str]]:
+        """(key, SOP Instance UID) of the SRs of the study's earlier versions, oldest first:
+        the predecessors a new version's SR lists and its HL7 correction names."""
         with self.db.session() as s:
-            return list(
-                s.scalars(
-                    select(ResultObject.file)
-                    .where(
-                        ResultObject.study_id == study_id,
-                        ResultObject.study_version < before_version,
-                        ResultObject.kind == ResultKind.REPORT,
-                    )
-                    .order_by(ResultObject.study_version)
+            rows = s.execute(
+                select(ResultObject.file, ResultObject.sop_instance_uid)
+                .where(
+                    ResultObject.study_id == study_id,
+                    ResultObject.study_version < before_version,
+                    ResultObject.kind == ResultKind.REPORT,
                 )
+                .order_by(ResultObject.study_version)
             )
+            return [(key, uid or "") for key, uid in rows]

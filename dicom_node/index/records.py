@@ -124,6 +124,8 @@ class ScoredStudy:
     objects: tuple[ResultObjectRecord, ...]
     destinations: tuple[str, ...]
     note: str = ""  # kept as the study's reason: age unknown, images left out
+    facts: dict = field(default_factory=dict)  # what the result says (pipeline.result_facts)
+    hl7_destinations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class Priority(str, Enum):
     """A scored study's place on the reading worklist."""
 
     URGENT = "urgent"  # at least one image at or above the urgent threshold
+    ESCALATED = "escalated"  # routine, but unread for longer than triage.max_wait_routine_min
     ROUTINE = "routine"
 
 
@@ -111,6 +112,11 @@ class Study(Base):
     patient_sex: Mapped[str] = mapped_column(String(16), default="")
     patient_age: Mapped[str] = mapped_column(String(16), default="")
     patient_birth_date: Mapped[str] = mapped_column(String(16), default="")
+    # HL7: what the newest version's result says (JSON, for `hl7 preview`); when the RIS said
+    # the study was read; when the aging cap escalated it.
+    result_facts: Mapped[str] = mapped_column(Text, default="")
+    read_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     # Retention removed its spool and result files then; the rows keep the record.
     purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
@@ -272,3 +278,22 @@ class NodeControl(Base):
     value: Mapped[str] = mapped_column(String(64))
     set_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Hl7Message(Base):
+    """One HL7 message to one HL7 destination: a study version's result (ORU, or OMG/ORM
+    priority), or its escalation by the aging cap; sent once, retried, or dead."""
+
+    __tablename__ = "hl7_message"
+    __table_args__ = (UniqueConstraint("study_id", "study_version", "destination", "kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
+    study_version: Mapped[int] = mapped_column(Integer)
+    destination: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # result | escalation
+    facts: Mapped[str] = mapped_column(Text)  # JSON: what the message says, as scored
+    state: Mapped[ExportState] = mapped_column(_enum(ExportState), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

@@ -22,6 +22,7 @@ from dicom_node.index.records import (
 from dicom_node.index.schema import (
     Export,
     ExportState,
+    Hl7Message,
     Instance,
     Job,
     JobState,
@@ -36,9 +37,11 @@ from dicom_node.index.schema import (
 
 
 def worklist_order():
-    """Urgent first, then the most suspicious, then the longest waiting."""
+    """Urgent first, then escalated (waited past the aging cap), then the most suspicious,
+    then the longest waiting."""
     return (
         (Study.priority == Priority.URGENT).desc(),
+        (Study.priority == Priority.ESCALATED).desc(),
         Study.max_score.desc(),
         Study.completed_at,
         Study.id,
@@ -62,6 +65,10 @@ class Views:
             for e in s.scalars(select(Export).order_by(Export.id)):
                 text = e.state.value + (f" ({e.last_error})" if e.last_error else "")
                 sent.setdefault((e.study_id, e.study_version), {})[e.destination] = text
+            for m in s.scalars(select(Hl7Message).order_by(Hl7Message.id)):
+                text = m.state.value + (f" ({m.last_error})" if m.last_error else "")
+                name = f"hl7 {m.destination}" + (" escalation" if m.kind == "escalation" else "")
+                sent.setdefault((m.study_id, m.study_version), {})[name] = text
             return [
                 WorklistRow(
                     study_uid=st.study_uid,

@@ -29,6 +29,7 @@ from dicom_node.model.inputs import to_model_input
 from dicom_node.model.pixels import unit_image_from_dataset
 from dicom_node.model.population import age_of
 from dicom_node.model.scores import ImageScore
+from dicom_node.pipeline.result_facts import result_facts
 from dicom_node.results.difference_map import (
     fit_for_display,
     render_difference_overlay,
@@ -141,22 +142,41 @@ class StudyAnalyser:
         return scores
 
     def results(
-        self, study: LoadedStudy, scores: list[ImageScore], earlier_reports: Sequence[str]
+        self,
+        study: LoadedStudy,
+        scores: list[ImageScore],
+        earlier_reports: Sequence[str],
+        replaces: Sequence[str] = (),
     ) -> ScoredStudy:
-        """Write the study's result objects (OSError: the results folder failed)."""
+        """Write the study's result objects (OSError: the results folder failed);
+        `replaces`: the earlier versions' report UIDs, which an HL7 correction names."""
+        priority = study_priority(scores, self.settings.worker.urgent_percentile)
         objects = self._write_results(
-            study.job, list(study.headers), list(study.units), scores, earlier_reports
+            study.job, list(study.headers), list(study.units), scores, earlier_reports, priority
+        )
+        facts = result_facts(
+            study.headers[0],
+            scores,
+            priority,
+            objects,
+            replaces,
+            self.model.name,
+            self.algorithm.version,
+            self.model.calibration.threshold,
+            study.job.study_version,
         )
         return ScoredStudy(
             images=tuple(
                 ImageScoreRecord(inst.id, s.score, s.percentile, s.abnormal, s.statistics)
                 for inst, s in zip(study.images, scores)
             ),
-            priority=study_priority(scores, self.settings.worker.urgent_percentile),
+            priority=priority,
             model=self.model.name,
             objects=objects,
             destinations=tuple(d.name for d in self.settings.destinations),
             note=study.note,
+            facts=facts,
+            hl7_destinations=tuple(d.name for d in self.settings.hl7.destinations),
         )
 
     def _read_source(self, inst: InstanceRecord) -> Dataset:
@@ -182,12 +202,18 @@ class StudyAnalyser:
         units: list,
         scores: list[ImageScore],
         earlier_reports: Sequence[str],
+        priority: Priority,
     ) -> tuple[ResultObjectRecord, ...]:
         # Named by the index's study id: a peer's UID never becomes part of a key.
         out = f"results/study-{job.study_id}/v{job.study_version}"
         previous = [self._read_earlier_report(key) for key in earlier_reports]
         report = write_anomaly_report(
-            headers, scores, self.algorithm, job.study_version, [p for p in previous if p]
+            headers,
+            scores,
+            self.algorithm,
+            job.study_version,
+            [p for p in previous if p],
+            urgent=priority is Priority.URGENT,
         )
         objects = [(ResultKind.REPORT, report, self._save(report, f"{out}/sr.dcm"))]
         threshold = self.model.calibration.threshold

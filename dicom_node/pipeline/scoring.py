@@ -103,7 +103,9 @@ class ScoringStep:
     def _results(self, study: LoadedStudy, scores: list) -> ScoredStudy:
         job = study.job
         earlier = self.index.outbox.earlier_reports(job.study_id, job.study_version)
-        return self.analyser.results(study, scores, earlier)
+        return self.analyser.results(
+            study, scores, [key for key, _ in earlier], [uid for _, uid in earlier if uid]
+        )
 
     def _record(
         self, job: ClaimedJob, scored: ScoredStudy | None, failure: RetryDecision | None

@@ -29,6 +29,9 @@ NOT_FOR_DIAGNOSIS = "NOT FOR DIAGNOSTIC USE"
 ANOMALY_SCORE = Code("ANOMALY_SCORE", SCHEME, "Anomaly score")
 ANOMALY_PERCENTILE = Code("ANOMALY_PCTL", SCHEME, "Anomaly score percentile among normals")
 ANOMALY_FLAG = Code("ANOMALY_FLAG", SCHEME, "Anomaly at operating point")
+TRIAGE_PRIORITY = Code("TRIAGE_PRIORITY", SCHEME, "Triage priority")
+URGENT = Code("URGENT", SCHEME, "Urgent")
+ROUTINE = Code("ROUTINE", SCHEME, "Routine")
 PLAIN_CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
 Z_SCORE = Code("{z-score}", "UCUM", "z-score")
 PERCENT = Code("%", "UCUM", "Percent")
@@ -83,8 +86,10 @@ def write_anomaly_report(
     algorithm: Algorithm,
     study_version: int,
     previous_reports: Sequence[Dataset] = (),
+    urgent: bool = False,
 ) -> hd.sr.Comprehensive3DSR:
-    """TID 1500 report: per image the score, its percentile, each statistic and the flag."""
+    """TID 1500 report: per image the score, its percentile, each statistic and the flag;
+    and a group for the study with its triage priority (urgent or routine)."""
     if len(sources) != len(scores) or not sources:
         raise ValueError(f"need one score per source image, got {len(sources)} and {len(scores)}")
     study_uid = sources[0].StudyInstanceUID
@@ -136,6 +141,20 @@ def write_anomaly_report(
                 source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)],
             )
         )
+    groups.append(
+        hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=result_uid(study_uid, study_version, "tracking", "study"),
+                identifier="study triage",
+            ),
+            algorithm_id=algorithm_id,
+            qualitative_evaluations=[
+                hd.sr.QualitativeEvaluation(
+                    name=TRIAGE_PRIORITY, value=URGENT if urgent else ROUTINE
+                )
+            ],
+        )
+    )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=PLAIN_CHEST_XRAY,
