@@ -106,6 +106,10 @@ class Views:
                 f"job #{j.id}: {j.last_error}"
                 for j in s.scalars(select(Job).where(Job.state == JobState.DEAD))
             ]
+            dead += [
+                f"hl7 {m.destination} ({m.kind}): {m.last_error}"
+                for m in s.scalars(select(Hl7Message).where(Hl7Message.state == ExportState.DEAD))
+            ]
             skipped = dict(
                 s.execute(
                     select(Study.study_uid, Study.reason).where(Study.state == StudyState.SKIPPED)
