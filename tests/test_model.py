@@ -156,13 +156,27 @@ def test_missing_truncated_and_incompatible_files_name_themselves(tmp_path):
         load_model(tmp_path / "m")
 
 
-def test_train_on_a_dicom_folder_then_score_and_evaluate(tmp_path, capsys):
+def test_too_few_normals_are_refused_with_the_minimum(tmp_path, capsys):
+    import pydicom
+
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(5):
+        ds = pydicom.dcmread(SAMPLES_DIR / "zhanglab_01_normal.dcm")
+        ds.PatientID = f"FEW{i}"
+        ds.save_as(folder / f"{i}.dcm")
+    args = ["train", "--data", str(folder), "--out", str(tmp_path / "m"), "--image-size", "32"]
+    assert main([*args, "--device", "cpu", "--members", "1"]) == 2
+    assert "training needs at least 16" in capsys.readouterr().err
+
+
+def test_train_on_a_dicom_folder_then_score_and_evaluate(tmp_path, capsys, caplog):
     """A site trains on a folder of its own normal DICOM studies; the model then scores."""
     import pydicom
 
     folder = tmp_path / "normals"
     folder.mkdir()
-    for i in range(6):  # six patients from the three normal samples
+    for i in range(20):  # twenty patients from the three normal samples
         name = ("zhanglab_01_normal.dcm", "zhanglab_02_normal.dcm", "zhanglab_05_normal.dcm")[i % 3]
         ds = pydicom.dcmread(SAMPLES_DIR / name)
         ds.PatientID = f"SITE{i}"
@@ -181,8 +195,6 @@ def test_train_on_a_dicom_folder_then_score_and_evaluate(tmp_path, capsys):
                 "32",
                 "--base-width",
                 "4",
-                "--batch-size",
-                "2",
                 "--epochs",
                 "2",
                 "--members",
@@ -195,6 +207,7 @@ def test_train_on_a_dicom_folder_then_score_and_evaluate(tmp_path, capsys):
     )
     assert (out / "diagnostics.jsonl").read_text().count("\n") == 2
     assert list((out / "samples").glob("*.png"))
+    assert "batch size 8 instead of 64" in caplog.text  # 18 training images: 8 a batch
     capsys.readouterr()
     assert (
         main(

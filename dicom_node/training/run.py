@@ -156,6 +156,30 @@ def recalibrate(
     model.save(directory)
 
 
+MIN_TRAIN_IMAGES = 16  # fewer give a GAN nothing to learn from; the card says so
+
+
+def fitted_batch(recipe: Recipe, n_train: int, data: str) -> Recipe:
+    """The recipe with a batch that fits a small set (a site's few dozen normals): at most half
+    the training images, a power of two, at least 4. TrainingError below MIN_TRAIN_IMAGES."""
+    if n_train < MIN_TRAIN_IMAGES:
+        raise TrainingError(
+            f"{data}: {n_train} training image(s) after holding out whole patients for "
+            f"calibration; training needs at least {MIN_TRAIN_IMAGES} (and normals of at "
+            "least 3 patients)"
+        )
+    if recipe.batch_size <= n_train // 2:
+        return recipe
+    batch = max(4, 1 << ((n_train // 2).bit_length() - 1))
+    log.warning(
+        "%d training images: batch size %d instead of %d (at least two steps an epoch)",
+        n_train,
+        batch,
+        recipe.batch_size,
+    )
+    return replace(recipe, batch_size=batch)
+
+
 def run_training(
     data: str,
     out: Path,
@@ -171,6 +195,7 @@ def run_training(
     if (images.labels != 0).any():
         raise TrainingError(f"{data}: holds abnormal images; train on normal images only")
     train_idx, held_idx = split_held_out(images.groups, HELD_OUT_FRACTION)
+    recipe = fitted_batch(recipe, len(train_idx), data)
     train_x = images.model_inputs(recipe.image_size, train_idx)
     held_x = images.model_inputs(recipe.image_size, held_idx)
     log.info(
