@@ -112,10 +112,14 @@ def cmd_evaluate(args) -> int:
     for r in [result, *comparisons]:
         stats = " ".join(f"{k}={v:.3f}" for k, v in r["per_statistic"].items())
         print(f"{r['model']:<28} {r['auroc']:>6.3f} {r['average_precision']:>6.3f}  {stats}")
+    ci = result["ci95"]
     print(
-        f"operating point ({result['operating_point']}): sensitivity {result['sensitivity']:.3f},"
-        f" specificity {result['specificity']:.3f} on {result['n_abnormal']} abnormal /"
-        f" {result['n_normal']} normal"
+        f"AUROC {result['auroc']:.3f} (95% CI {ci['auroc'][0]:.3f}-{ci['auroc'][1]:.3f}); "
+        f"operating point ({result['operating_point']}): sensitivity {result['sensitivity']:.3f}"
+        f" ({ci['sensitivity'][0]:.3f}-{ci['sensitivity'][1]:.3f}), specificity "
+        f"{result['specificity']:.3f} ({ci['specificity'][0]:.3f}-{ci['specificity'][1]:.3f})"
+        f" on {result['n_abnormal']} abnormal / {result['n_normal']} normal images of "
+        f"{result['n_patients']} patients ({result['ci_method']})"
     )
     return 0
 

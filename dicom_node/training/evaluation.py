@@ -11,6 +11,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from dicom_node.errors import TrainingError
 from dicom_node.model.ensemble import AnomalyModel
+from dicom_node.training.bootstrap import RESAMPLES, grouped_bootstrap
 from dicom_node.training.datasets import ImageSet
 from dicom_node.training.plots import (
     save_difference_grid,
@@ -53,6 +54,10 @@ def evaluate_model(model: AnomalyModel, data: ImageSet, plots: Path | None = Non
         "specificity": round(float((~flagged[labels == 0]).mean()), 4),
         "n_normal": int((labels == 0).sum()),
         "n_abnormal": int((labels == 1).sum()),
+        "n_patients": int(np.unique(np.asarray(data.groups).astype(str)).size),
+        # 95% intervals, patients resampled whole (training.bootstrap)
+        "ci95": grouped_bootstrap(combined, labels, data.groups, cal.threshold),
+        "ci_method": f"patient-grouped bootstrap, {RESAMPLES} resamples, percentile",
     }
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)

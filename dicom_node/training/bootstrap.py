@@ -1,0 +1,37 @@
+"""Confidence intervals that respect patients: the bootstrap resamples whole patients (all
+of a patient's images together), so a patient with several images cannot narrow the interval."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+RESAMPLES = 1000
+
+
+def grouped_bootstrap(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    threshold: float,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """95% percentile intervals of AUROC, sensitivity and specificity at `threshold`."""
+    patients, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    members = [np.flatnonzero(inverse == p) for p in range(len(patients))]
+    rng = np.random.default_rng(seed)
+    flagged = scores >= threshold
+    found: dict[str, list[float]] = {"auroc": [], "sensitivity": [], "specificity": []}
+    for _ in range(resamples):
+        pick = np.concatenate([members[p] for p in rng.integers(0, len(patients), len(patients))])
+        y = labels[pick]
+        if not ((y == 0).any() and (y == 1).any()):
+            continue  # a resample with one class says nothing about ranking
+        found["auroc"].append(roc_auc_score(y, scores[pick]))
+        found["sensitivity"].append(flagged[pick][y == 1].mean())
+        found["specificity"].append((~flagged[pick][y == 0]).mean())
+    return {
+        name: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)]
+        for name, v in found.items()
+    }
