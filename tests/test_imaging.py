@@ -115,3 +115,36 @@ def test_a_window_of_width_zero_is_ignored_not_an_error(tmp_path):
     windowed = read_unit_image(fx.zero_window(tmp_path / "w.dcm"))
     plain = read_unit_image(SAMPLES_DIR / "zhanglab_03_pneumonia.dcm")
     np.testing.assert_allclose(windowed, plain)
+
+
+@pytest.mark.parametrize("name", sorted(TWINS))
+def test_the_npz_and_dicom_paths_score_the_same_pixels_the_same(name, tmp_path):
+    """One preprocessing path: a val.npz image wrapped as an 8-bit DICOM image scores exactly
+    as the npz path (training, calibration, evaluation) scores the array itself. The pneumonia
+    twin of sample 03 spans 0-234, so dividing by 255 on one path would fail here."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from dicom_node.config import SHIPPED_MODEL
+    from dicom_node.model.ensemble import load_model
+    from dicom_node.training.datasets import ImageSet
+
+    pixels = np.load(TWIN_CROPS)[TWINS[name]]
+    ds = pydicom.dcmread(SAMPLES_DIR / name)
+    ds.file_meta = FileMetaDataset(ds.file_meta)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    for keyword in ("WindowCenter", "WindowWidth", "VOILUTSequence"):
+        ds.pop(keyword, None)
+    ds.Rows, ds.Columns = pixels.shape
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    ds.PixelData = pixels.tobytes()
+    path = tmp_path / "twin.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    model = load_model(SHIPPED_MODEL)
+    dicom = model.score(to_model_input(read_unit_image(path), model.image_size))[0]
+    npz = ImageSet(pixels[None], np.zeros(1, np.int64), np.array(["p"]))
+    array = model.score(npz.model_inputs(model.image_size))[0]
+    assert dicom.score == pytest.approx(array.score, abs=1e-5)
+    assert dicom.statistics == pytest.approx(array.statistics, abs=1e-4)

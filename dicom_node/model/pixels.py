@@ -78,14 +78,19 @@ def unit_image_from_dataset(ds: Dataset, source: str = "dataset") -> np.ndarray:
             values = apply_voi_lut(values, ds, index=0)
     except Exception as exc:  # a LUT the header describes but the data do not fit
         raise ImageDecodeError(f"{source}: cannot apply its LUTs: {exc}") from exc
+    return unit_from_values(values, inverted=photometric == "MONOCHROME1", source=source)
+
+
+def unit_from_values(values, inverted: bool = False, source: str = "image") -> np.ndarray:
+    """Stored pixel values (after the modality and VOI LUTs, or an npz's uint8) stretched to
+    [0, 1] by the image's own range: the one step from pixels to a picture that training,
+    calibration, evaluation and the node share. `inverted`: MONOCHROME1 (low is white)."""
     values = np.asarray(values, dtype=np.float32)
     low, high = float(values.min()), float(values.max())
     if not np.isfinite(low + high) or high <= low:
         raise ImageDecodeError(f"{source}: image is blank (all pixels {low})")
     unit = (values - low) / (high - low)
-    if photometric == "MONOCHROME1":
-        unit = 1.0 - unit
-    return unit
+    return 1.0 - unit if inverted else unit
 
 
 def has_usable_window(ds: Dataset) -> bool:

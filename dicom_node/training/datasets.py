@@ -10,14 +10,14 @@ import numpy as np
 
 from dicom_node.errors import DicomNodeError, ImageDecodeError
 from dicom_node.model.inputs import to_model_input
-from dicom_node.model.pixels import read_unit_image
+from dicom_node.model.pixels import read_unit_image, unit_from_values
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ImageSet:
-    images: list[np.ndarray] | np.ndarray  # (H, W) pictures in [0, 1] (uint8 arrays are /255)
+    images: list[np.ndarray] | np.ndarray  # (H, W) pictures in [0, 1], or an npz's uint8
     labels: np.ndarray  # 0 normal, 1 abnormal
     groups: np.ndarray  # patient id per image, so splits never cut a patient in two
 
@@ -25,11 +25,16 @@ class ImageSet:
         return len(self.labels)
 
     def model_inputs(self, size: int, indices: np.ndarray | None = None):
-        idx = np.arange(len(self)) if indices is None else indices
-        if isinstance(self.images, np.ndarray):
-            return to_model_input(self.images[idx].astype(np.float32) / 255.0, size)
+        """The model's input, through the node's own path: an npz's stored pixels are
+        stretched to their range exactly as a DICOM image's are (`unit_from_values`)."""
         import torch
 
+        idx = np.arange(len(self)) if indices is None else indices
+        if isinstance(self.images, np.ndarray):
+            units = np.stack([unit_from_values(self.images[i], source=f"image {i}") for i in idx])
+            return torch.cat(
+                [to_model_input(units[i : i + 256], size) for i in range(0, len(units), 256)]
+            )
         return torch.cat([to_model_input(self.images[i], size) for i in idx])
 
 
