@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from dicom_node.errors import TrainingError
 from dicom_node.model.recipe import ALPHA_GAN_STATISTICS, BIGAN_STATISTICS, Architecture, Recipe
 
@@ -99,12 +101,19 @@ def cmd_evaluate(args) -> int:
 
     data = load_image_set(args.data)
     plots = Path(args.plots) if args.plots else None
-    result = evaluate_model(load_model(_model_path(args)), data, plots)
+    model = load_model(_model_path(args))
+    result = evaluate_model(model, data, plots)
     comparisons = [evaluate_model(load_model(p), data, plots) for p in args.compare]
     if args.pca_train:
         comparisons.append(evaluate_pca(load_image_set(args.pca_train), data))
     if comparisons:
         result["comparison"] = comparisons
+    if args.robustness:
+        from dicom_node.training.robustness import robustness
+
+        if not isinstance(data.images, np.ndarray):
+            raise TrainingError("--robustness needs an .npz of 8-bit images (val.npz)")
+        result["robustness"] = robustness(model, data.images[data.labels == 0])
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -121,6 +130,12 @@ def cmd_evaluate(args) -> int:
         f" on {result['n_abnormal']} abnormal / {result['n_normal']} normal images of "
         f"{result['n_patients']} patients ({result['ci_method']})"
     )
+    if "robustness" in result:
+        r = result["robustness"]
+        print(f"normals flagged: {r['flagged_pct']:.1f}% of {r['normals']}; after a change:")
+        for name, v in r["changes"].items():
+            print(f"  {name:<18} {v['flagged_pct']:5.1f}%  ({v['change_points']:+.1f} points)")
+        print(f"  within the limits {r['limits_points']}: {r['within_limits']}")
     return 0
 
 
@@ -192,6 +207,11 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pca-train", help="normals .npz to fit the PCA baseline on")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plots", help="directory for ROC curves, histograms, reconstructions")
+    p.add_argument(
+        "--robustness",
+        action="store_true",
+        help="normals flagged after brightness, contrast, gamma, flip, rotation and crop changes",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("score", help="score DICOM images")

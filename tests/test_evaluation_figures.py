@@ -1,5 +1,6 @@
-"""Patient-grouped bootstrap intervals: whole patients are resampled, and the intervals hold
-the figures they are about."""
+"""The figures `evaluate` reports: patient-grouped bootstrap intervals (whole patients
+resampled; the intervals hold the figures they are about) and robustness to harmless changes
+of the stored pixels."""
 
 from __future__ import annotations
 
@@ -39,3 +40,25 @@ def test_copies_of_a_patient_do_not_narrow_the_interval():
 
     assert abs(width(thrice) - width(once)) < 0.35 * width(once)
     assert width(ungrouped) < 0.75 * width(once)  # what ignoring patients would claim
+
+
+def test_a_brightness_offset_is_removed_by_the_path_and_a_flip_is_not():
+    from pathlib import Path
+
+    from dicom_node.config import SHIPPED_MODEL
+    from dicom_node.model.ensemble import load_model
+    from dicom_node.model.pixels import unit_from_values
+    from dicom_node.training.robustness import robustness
+
+    twins = np.load(Path(__file__).parent / "data" / "val_twins_224.npz")
+    stored = np.stack([twins[k] for k in sorted(twins)])
+    offset = stored[2].astype(np.float32) + 12  # the 0-234 twin: no clipping
+    assert np.allclose(unit_from_values(offset), unit_from_values(stored[2]))
+    report = robustness(load_model(SHIPPED_MODEL), stored)
+    assert report["normals"] == 5 and set(report["within_limits"]) == {
+        "brightness",
+        "contrast",
+        "flip",
+    }
+    assert report["changes"]["brightness -5%"]["change_points"] == 0.0  # offsets stretch away
+    assert set(report["changes"]) >= {"flip", "rotate 5 degrees", "crop 95%", "gamma 1.1"}
