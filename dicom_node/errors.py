@@ -21,7 +21,8 @@ class ImageDecodeError(NotScorable):
 
 
 class OutsidePopulation(NotScorable):
-    """No image of the study is from the population the model declares it was trained on."""
+    """No image of the study is from the population the model declares it was trained on, or
+    like its training data (the domain check)."""
 
 
 class ModelFileError(DicomNodeError):

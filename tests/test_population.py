@@ -3,8 +3,10 @@ the population, and what the worker does with a study outside it or of unknown a
 
 from __future__ import annotations
 
+import numpy as np
 import pydicom
 import pytest
+import torch
 from pydicom.dataset import Dataset
 
 from dicom_node.config import SHIPPED_MODEL
@@ -121,3 +123,36 @@ def test_score_command_refuses_an_image_outside_the_population(capsys):
     assert main(["score", str(adult), str(child)]) == 1  # not everything could be scored
     out = capsys.readouterr().out
     assert "not scored: outside the model's population: age 64 y (model: 1-5 y)" in out
+
+
+def test_the_domain_check_refuses_what_is_unlike_any_training_image_and_says_why():
+    from dicom_node.model.inputs import to_model_input
+    from dicom_node.model.pixels import read_unit_image
+
+    model = load_model(SHIPPED_MODEL)
+    typicality = model.typicality
+    assert typicality is not None and len(typicality.held_out) >= 50
+    child = to_model_input(read_unit_image(SAMPLES_DIR / "zhanglab_01_normal.dcm"), 32)
+    gradient = torch.linspace(-1, 1, model.image_size).expand(1, 1, *child.shape[-2:]).clone()
+    near, far = typicality.distances(model.codes(torch.cat([child, gradient])))
+    assert typicality.problem(float(near)) is None and typicality.p_value(float(near)) > 0.1
+    message = typicality.problem(float(far))
+    assert message.startswith("image unlike the model's training data (typicality p<0.01")
+
+
+@pytest.mark.integration
+def test_a_picture_unlike_any_chest_x_ray_ends_not_scored(make_node, pacs, tmp_path):
+    node = make_node(worker=FAST_WORKER, destinations=destination(pacs.port))
+    path = with_new_uids(SAMPLES_DIR / "zhanglab_01_normal.dcm", tmp_path / "gradient.dcm")
+    ds = pydicom.dcmread(path)
+    ds.StudyInstanceUID = pydicom.uid.generate_uid()
+    ds.PatientAge = "003Y"  # in the population by its header
+    rows, cols = np.mgrid[0 : ds.Rows, 0 : ds.Columns]  # a bright square on black: a photo
+    square = (abs(rows - ds.Rows / 2) < ds.Rows / 4) & (abs(cols - ds.Columns / 2) < ds.Columns / 4)
+    ds.PixelData = (square * 255).astype(np.uint8).tobytes()
+    ds.save_as(path)
+    assert storescu(node.port, path).returncode == 0
+    assert wait_for(lambda: node.counts("studies").get("not_scored") == 1, timeout=60)
+    (row,) = node.index.views.studies()
+    assert row.reason.startswith("not scored: image unlike the model's training data")
+    assert pacs.reports_for(ds.StudyInstanceUID) == 0

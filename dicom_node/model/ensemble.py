@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -19,6 +20,7 @@ from dicom_node.model.members import GanMember
 from dicom_node.model.population import Population
 from dicom_node.model.recipe import Recipe
 from dicom_node.model.scores import ImageScore
+from dicom_node.model.typicality import Typicality
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
@@ -41,6 +43,7 @@ class AnomalyModel:
         calibration: Calibration | None,
         info: dict | None = None,
         population: Population | None = None,
+        typicality: Typicality | None = None,
     ) -> None:
         self.name = name
         self.recipe = recipe
@@ -48,6 +51,7 @@ class AnomalyModel:
         self.calibration = calibration
         self.info = info or {}
         self.population = population  # None: the model declares none, nothing is refused
+        self.typicality = typicality  # None: no domain check on the image itself
         for m in self.members:
             m.eval()
 
@@ -99,6 +103,12 @@ class AnomalyModel:
             )
         return results
 
+    @torch.no_grad()
+    def codes(self, x: torch.Tensor) -> list[np.ndarray]:
+        """Each member's code E(x), (N, code size), for the domain check."""
+        x = x.to(self.device)
+        return [m.encoder.features(x)[0].flatten(1).double().cpu().numpy() for m in self.members]
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         # Stored as float16 (half the size; scores change by < 1e-3), loaded back as float32.
@@ -116,6 +126,7 @@ class AnomalyModel:
             "calibration": self.calibration.to_dict() if self.calibration else None,
             "info": self.info,
             "population": self.population.to_dict() if self.population else None,
+            "typicality": self.typicality.to_dict() if self.typicality else None,
         }
         (directory / MODEL_JSON).write_text(json.dumps(meta, indent=1) + "\n")
 
@@ -147,6 +158,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ano
         calibration = Calibration.from_dict(meta["calibration"]) if meta["calibration"] else None
         n_members = int(meta["members"])
         population = meta.get("population") and Population.from_dict(meta["population"])
+        typicality = meta.get("typicality") and Typicality.from_dict(meta["typicality"])
     except ModelFileError:
         raise
     except Exception as exc:
@@ -174,5 +186,11 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ano
             )
         members.append(member.to(device))
     return AnomalyModel(
-        meta["name"], recipe, members, calibration, meta.get("info", {}), population or None
+        meta["name"],
+        recipe,
+        members,
+        calibration,
+        meta.get("info", {}),
+        population or None,
+        typicality or None,
     )

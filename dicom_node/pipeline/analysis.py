@@ -90,14 +90,15 @@ class StudyAnalyser:
 
     def load(self, job: ClaimedJob, images: Sequence[InstanceRecord]) -> LoadedStudy:
         """Read and decode `images` (the study's chest images), each source file once; those
-        outside the model's declared population are left out, with the reason.
+        outside the model's declared population, or unlike its training data (the domain
+        check), are left out, with the reason.
 
         NotScorable (ImageDecodeError, OutsidePopulation): the study cannot be scored, now or
         ever. InfrastructureError or OSError: the spool failed; a later attempt may succeed.
         """
         if not images:
             raise ImageDecodeError(f"study {job.study_uid}: no chest image left to score")
-        kept, units, headers, outside, notes = [], [], [], [], []
+        kept, units, headers, outside, unlike, notes = [], [], [], [], [], []
         age_unknown = False
         for inst in images:  # one source in memory at a time; only its picture is kept
             ds = self._read_source(inst)
@@ -106,18 +107,32 @@ class StudyAnalyser:
                 continue
             age_unknown = age_unknown or age_of(ds) is None
             unit = unit_image_from_dataset(ds, source=f"instance {inst.sop_instance_uid}")
+            if problem := self._unlike_training(unit):
+                unlike.append(problem)
+                continue
             units.append(fit_for_display(unit))  # a 4000 px source costs what a 2048 px one does
             headers.append(header_for_results(ds))
             kept.append(inst)
-        reasons = "; ".join(sorted(set(outside)))
+        reasons = []
+        if outside:
+            reasons.append(f"outside the model's population: {'; '.join(sorted(set(outside)))}")
+        reasons += sorted(set(unlike))
         if not kept:
-            raise OutsidePopulation(f"outside the model's population: {reasons}")
+            raise OutsidePopulation("; ".join(reasons))
         population = self.model.population
         if population and age_unknown:
             notes.append(f"age unknown (model: {population.ages})")
-        if outside:
-            notes.append(f"{len(outside)} image(s) outside the model's population: {reasons}")
+        if outside or unlike:
+            notes.append(f"{len(outside) + len(unlike)} image(s) left out: {'; '.join(reasons)}")
         return LoadedStudy(job, tuple(kept), tuple(headers), tuple(units), "; ".join(notes))
+
+    def _unlike_training(self, unit) -> str | None:
+        """The domain check on the image itself (the model's typicality), when it has one."""
+        typicality = self.model.typicality
+        if typicality is None:
+            return None
+        codes = self.model.codes(to_model_input(unit, self.model.image_size))
+        return typicality.problem(float(typicality.distances(codes)[0]))
 
     def _outside_population(self, ds: Dataset) -> str | None:
         population = self.model.population

@@ -130,6 +130,14 @@ def cmd_evaluate(args) -> int:
         f" on {result['n_abnormal']} abnormal / {result['n_normal']} normal images of "
         f"{result['n_patients']} patients ({result['ci_method']})"
     )
+    if "domain_check" in result:
+        d = result["domain_check"]
+        print(
+            f"domain check (refused above distance {d['threshold']}): refused "
+            f"{d['refused_normal']:.1%} of normals, {d['refused_abnormal']:.1%} of abnormal; of "
+            "images made unlike the training data: "
+            + ", ".join(f"{k} {v:.0%}" for k, v in d["refused_unlike"].items())
+        )
     if "robustness" in result:
         r = result["robustness"]
         print(f"normals flagged: {r['flagged_pct']:.1f}% of {r['normals']}; after a change:")
@@ -153,6 +161,11 @@ def cmd_score(args) -> int:
             if model.population and (problem := model.population.problem(ds)):
                 raise OutsidePopulation(f"outside the model's population: {problem}")
             x = to_model_input(unit_image_from_dataset(ds, source=file), model.image_size)
+            typicality = model.typicality
+            if typicality is not None:
+                distance = float(typicality.distances(model.codes(x))[0])
+                if problem := typicality.problem(distance):
+                    raise OutsidePopulation(problem)
         except NotScorable as exc:
             record = {"file": file, "error": str(exc)}
             status = 1

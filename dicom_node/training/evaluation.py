@@ -13,6 +13,7 @@ from dicom_node.errors import TrainingError
 from dicom_node.model.ensemble import AnomalyModel
 from dicom_node.training.bootstrap import RESAMPLES, grouped_bootstrap
 from dicom_node.training.datasets import ImageSet
+from dicom_node.training.domain import domain_report
 from dicom_node.training.plots import (
     save_difference_grid,
     save_roc_curves,
@@ -59,6 +60,8 @@ def evaluate_model(model: AnomalyModel, data: ImageSet, plots: Path | None = Non
         "ci95": grouped_bootstrap(combined, labels, data.groups, cal.threshold),
         "ci_method": f"patient-grouped bootstrap, {RESAMPLES} resamples, percentile",
     }
+    if model.typicality is not None:
+        result["domain_check"] = domain_report(model, x, labels)
     if plots is not None:
         plots.mkdir(parents=True, exist_ok=True)
         curves = {k: (v.numpy(), labels, result["per_statistic"][k]) for k, v in z.items()}

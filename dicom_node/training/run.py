@@ -26,6 +26,7 @@ from dicom_node.model.ensemble import AnomalyModel
 from dicom_node.model.members import GanMember
 from dicom_node.model.recipe import Recipe
 from dicom_node.training.datasets import ImageSet, load_image_set, split_held_out
+from dicom_node.training.domain import fit_typicality
 from dicom_node.training.plots import save_reconstruction_grid
 from dicom_node.training.steps import make_optimisers, sample_diversity, train_epoch
 
@@ -149,10 +150,13 @@ def recalibrate(
     `data` must be the training data: the held-out normals are the same patients as in training.
     """
     images = load_image_set(data)
-    _, held_idx = split_held_out(images.groups, HELD_OUT_FRACTION)
+    train_idx, held_idx = split_held_out(images.groups, HELD_OUT_FRACTION)
     held_x = images.model_inputs(model.image_size, held_idx)
     val = load_image_set(val_path) if val_path else None
     model.calibration = calibrate(model, held_x, weights, val, sensitivity)
+    model.typicality = fit_typicality(
+        model, images.model_inputs(model.image_size, train_idx), held_x
+    )
     model.save(directory)
 
 
@@ -219,5 +223,6 @@ def run_training(
     model = AnomalyModel(name, recipe, trained, None, info)
     val = load_image_set(val_path) if val_path else None
     model.calibration = calibrate(model, held_x, weights, val, sensitivity)
+    model.typicality = fit_typicality(model, train_x, held_x)
     model.save(out)
     return model
