@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from dicom_node.model.calibration import threshold_at_sensitivity
+
 RESAMPLES = 1000
 
 
@@ -35,3 +37,22 @@ def grouped_bootstrap(
         name: [round(float(np.percentile(v, 2.5)), 4), round(float(np.percentile(v, 97.5)), 4)]
         for name, v in found.items()
     }
+
+
+def threshold_for_sensitivity_bound(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    target: float,
+    resamples: int = 500,
+) -> float:
+    """The highest threshold at which the lower bound of the patient-grouped bootstrap 95%
+    interval of sensitivity reaches `target`: lowered from the point estimate's threshold, one
+    abnormal image at a time."""
+    abnormal = np.sort(scores[labels == 1])[::-1]
+    start = threshold_at_sensitivity(scores, labels, target)
+    for candidate in [start, *(float(s) for s in abnormal if s < start)]:
+        low = grouped_bootstrap(scores, labels, groups, candidate, resamples)["sensitivity"][0]
+        if low >= target:
+            return candidate
+    return float(abnormal[-1])

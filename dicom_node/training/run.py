@@ -21,10 +21,11 @@ import torch
 from tqdm import tqdm
 
 from dicom_node.errors import TrainingError
-from dicom_node.model.calibration import Calibration, fit_norms, threshold_at_sensitivity
+from dicom_node.model.calibration import Calibration, fit_norms
 from dicom_node.model.ensemble import AnomalyModel
 from dicom_node.model.members import GanMember
 from dicom_node.model.recipe import Recipe
+from dicom_node.training.bootstrap import threshold_for_sensitivity_bound
 from dicom_node.training.datasets import ImageSet, load_image_set, split_held_out
 from dicom_node.training.domain import fit_typicality
 from dicom_node.training.plots import save_reconstruction_grid
@@ -129,8 +130,11 @@ def calibrate(
     if val is not None and (val.labels == 1).any():
         vz = provisional.standardise(model.analyse(val.model_inputs(model.image_size)).member_stats)
         val_scores = provisional.combine(vz).numpy()
-        threshold = threshold_at_sensitivity(val_scores, val.labels, sensitivity)
-        point = f"{sensitivity:.0%} sensitivity on the labelled validation set"
+        threshold = threshold_for_sensitivity_bound(val_scores, val.labels, val.groups, sensitivity)
+        point = (
+            f"lower bound of the 95% interval of sensitivity at {sensitivity:.0%} on the labelled "
+            "validation set (patient-grouped bootstrap)"
+        )
     else:
         threshold = float(np.quantile(normal_scores, sensitivity))
         point = f"{sensitivity:.0%} quantile of held-out normals (no labelled validation set given)"
