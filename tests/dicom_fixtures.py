@@ -136,5 +136,6 @@ def large_16bit(out: Path, side: int = 4000) -> Path:
     ds.PixelData = np.asarray(picture).clip(0, 4095).astype(np.uint16).tobytes()
     ds.Rows = ds.Columns = side
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.WindowCenter, ds.WindowWidth = 128 * 16, 256 * 16  # the 8-bit window, on 12 bits
     ds.save_as(out, enforce_file_format=True)
     return out

@@ -4,6 +4,7 @@ in the log, nothing of it is kept, and the next association is served normally."
 from __future__ import annotations
 
 import json
+import re
 
 import pydicom
 import pytest
@@ -50,7 +51,8 @@ def test_truncated_in_pixel_data(node, tmp_path):
     data = bad.read_bytes()
     body = data[data.index(b"\x08\x00\x05\x00") :]  # dataset without preamble and file meta
     assert send_raw_store(node.port, uid, body) == 0xC210
-    assert "(7FE0,0010) declares 620928 bytes, 372012 arrived" in node.log_text()
+    # How many arrived depends on the UIDs' lengths (fresh each run): the count is not fixed.
+    assert re.search(r"\(7FE0,0010\) declares 620928 bytes, \d+ arrived", node.log_text())
     assert_nothing_kept_and_still_serving(node, tmp_path)
 
 
