@@ -41,6 +41,8 @@ class Hl7Settings:
     listen_host: str = "0.0.0.0"
 
     def check(self) -> str | None:
+        if not isinstance(self.fields, dict):
+            return f"fields must be a mapping of field name to template, got {self.fields!r}"
         for key in self.fields:
             segment, _, number = str(key).partition("-")
             if len(segment) != 3 or not number.isdigit():
