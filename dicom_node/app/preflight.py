@@ -57,6 +57,8 @@ def check_world(settings: Settings, *, load_model: bool = True, probe: bool = Fa
         problems += _model(settings)
     for i, destination in enumerate(settings.destinations):
         problems += _destination(destination, f"destinations[{i}]", settings.node.ae_title, probe)
+    for i, ris in enumerate(settings.hl7.destinations):
+        problems += _unresolved(ris.host, ris.port, f"hl7.destinations[{i}]")
     return Finding(tuple(problems), tuple(notes))
 
 
@@ -172,19 +174,19 @@ def _model(settings: Settings) -> list[Problem]:
     return []
 
 
-def _destination(destination: Destination, key: str, our_ae: str, probe: bool) -> list[Problem]:
+def _unresolved(host: str, port: int, key: str) -> list[Problem]:
     try:
-        socket.getaddrinfo(destination.host, destination.port, type=socket.SOCK_STREAM)
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         # DNS can be down while the node starts: deliveries are retried, so it starts anyway.
-        return [
-            Problem(
-                f"{key}.host",
-                f"{destination.host!r} does not resolve ({reason})",
-                blocks_start=False,
-            )
-        ]
+        return [Problem(f"{key}.host", f"{host!r} does not resolve ({reason})", False)]
+    return []
+
+
+def _destination(destination: Destination, key: str, our_ae: str, probe: bool) -> list[Problem]:
+    if problems := _unresolved(destination.host, destination.port, key):
+        return problems
     if destination.tls.enabled:
         try:
             destination.tls.client_context()
