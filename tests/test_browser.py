@@ -87,10 +87,13 @@ def test_worklist_login_and_dead_letter_retry_in_a_browser(make_node, browser, t
         assert shown == expected  # the index's reading order, as the page shows it
         assert [p for p, _ in shown] == sorted((p for p, _ in shown), key=lambda p: p != "urgent")
         thumbnails = browser.find_elements(By.CSS_SELECTOR, "#worklist img.thumb")
-        assert all(
-            browser.execute_script("return arguments[0].naturalWidth", img) > 0
-            for img in thumbnails
+        loaded = (  # lazy images load once scrolled into view
+            "arguments[0].scrollIntoView(); "
+            "return arguments[0].complete && arguments[0].naturalWidth > 0"
         )
+        for image in thumbnails:
+            assert wait_for(lambda img=image: browser.execute_script(loaded, img), 10)
+        browser.execute_script("window.scrollTo(0, 0)")
         screens = tmp_path / "screens"
         screens.mkdir()
         browser.save_screenshot(str(screens / "worklist.png"))
