@@ -165,6 +165,10 @@ def test_ae_is_retried_and_ar_is_a_dead_letter_with_the_ris_text(make_node, tmp_
         assert deliveries()["AE1"] == "sent"
         assert "AR order unknown here" in deliveries()["AR1"]
         assert any("AR order unknown here" in d for d in node.status().dead_letters)
+        ((message_id, *_),) = node.index.views.dead_hl7()
+        assert "pending again" in node.index.admin.retry_hl7(message_id, "admin")
+        assert wait_for(lambda: deliveries()["AR1"] == "sent", timeout=60)  # the RIS now says AA
+        assert len(ris.received) == 4
     finally:
         ris.stop()
 

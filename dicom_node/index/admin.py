@@ -14,6 +14,7 @@ from dicom_node.index.schema import (
     DeliveredObject,
     Export,
     ExportState,
+    Hl7Message,
     Job,
     JobState,
     NodeControl,
@@ -51,6 +52,14 @@ class AdminActions:
                 raise AdminRefused(f"export #{export_id} is not a dead letter")
             _due_again(export)
             return f"export #{export_id} to {export.destination} pending again"
+
+    def retry_hl7(self, message_id: int, by: str) -> str:
+        with self.db.session() as s:
+            message = s.get(Hl7Message, message_id, with_for_update=True)
+            if message is None or message.state is not ExportState.DEAD:
+                raise AdminRefused(f"HL7 message #{message_id} is not a dead letter")
+            _due_again(message)
+            return f"HL7 message #{message_id} to {message.destination} pending again"
 
     def resend(self, study_id: int, destination: str, by: str) -> str:
         """Every result object of the study's newest scored version, to `destination`, again
@@ -123,6 +132,6 @@ class AdminActions:
             )
 
 
-def _due_again(export: Export) -> None:
+def _due_again(export: Export | Hl7Message) -> None:
     export.state, export.attempts, export.next_attempt_at = ExportState.PENDING, 0, utcnow()
     export.last_error = ""

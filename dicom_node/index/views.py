@@ -147,6 +147,22 @@ class Views:
             ).all()
         return [tuple(r) for r in rows]
 
+    def dead_hl7(self) -> list[tuple[int, int, str, str, str]]:
+        """(message id, study id, destination, kind, reason) of every dead HL7 message."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(
+                    Hl7Message.id,
+                    Hl7Message.study_id,
+                    Hl7Message.destination,
+                    Hl7Message.kind,
+                    Hl7Message.last_error,
+                )
+                .where(Hl7Message.state == ExportState.DEAD)
+                .order_by(Hl7Message.id)
+            ).all()
+        return [tuple(r) for r in rows]
+
     def studies(self) -> list[StudyRecord]:
         with self.db.session() as s:
             return [_study_record(st) for st in s.scalars(select(Study).order_by(Study.id))]

@@ -63,6 +63,7 @@ def add_admin_routes(app: FastAPI, ctx: WebContext, logins: Logins) -> None:
             "admin.html",
             dead_jobs=ctx.index.views.dead_jobs(),
             dead_exports=dead_exports,
+            dead_hl7=ctx.index.views.dead_hl7(),
             paused=ctx.index.admin.scoring_paused(),
             logins_required=logins.required,
         )
@@ -70,6 +71,7 @@ def add_admin_routes(app: FastAPI, ctx: WebContext, logins: Logins) -> None:
     actions: dict[str, Callable[..., str]] = {
         "retry-job": lambda target, user, form: ctx.index.admin.retry_job(target, user),
         "retry-export": lambda target, user, form: ctx.index.admin.retry_export(target, user),
+        "retry-hl7": lambda target, user, form: ctx.index.admin.retry_hl7(target, user),
         "resend": lambda target, user, form: ctx.index.admin.resend(
             target, _destination(ctx, form.get("destination", "")), user
         ),
