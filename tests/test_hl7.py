@@ -235,7 +235,7 @@ def test_aging_cap_escalates_an_unread_routine_study_and_a_read_one_is_left(
     node = hl7_node(
         make_node,
         ris.port,
-        triage={"max_wait_routine_min": 0.05, "check_s": 0.2},  # 3 s
+        triage={"max_wait_routine_min": 0.15, "check_s": 0.2},  # 9 s: time for the read update
         hl7={"listen_port": listen},
     )
     send_file(node, tmp_path, "zhanglab_01_normal.dcm", AccessionNumber="UNREAD")
