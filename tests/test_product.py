@@ -248,9 +248,17 @@ def test_probe_echoes_destinations_over_tls_and_verifies_their_certificate(make_
 
 
 def test_demo_runs_from_any_directory_and_removes_its_folder(tmp_path):
-    result = run_cli(
-        "demo", cwd=tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "xdg")}, timeout=600
-    )
+    taken = socket.socket()  # the web face's default port busy: the demo does not need it
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        taken.bind(("127.0.0.1", 8080))
+        taken.listen()
+    except OSError:
+        pass  # something else holds it already: the same situation
+    with taken:
+        result = run_cli(
+            "demo", cwd=tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "xdg")}, timeout=600
+        )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "outside the model's population: age 64 y" in result.stdout
     assert "Secondary Capture Image Storage" in result.stdout

@@ -73,6 +73,7 @@ def _demo(base: Settings, workdir: Path, timeout_s: float) -> int:
         storage=dataclasses.replace(base.storage, data_dir=workdir / "node", database_url=None),
         studies=dataclasses.replace(base.studies, stable_after_s=2.0, completion=()),
         worker=dataclasses.replace(base.worker, enabled=True, poll_s=0.2),
+        http=dataclasses.replace(base.http, enabled=False),  # a taken port 8080 must not matter
         destinations=(Destination("demo-pacs", PACS_AE, "127.0.0.1", pacs.port),),
     )
     print(f"demo folder: {workdir} (removed at the end; --keep keeps it)")
