@@ -105,7 +105,7 @@ def obx_values(message: hl7.Message) -> dict[str, str]:
     return {str(s[3][0][0]): str(s[5]) for s in message.segments("OBX")}
 
 
-def test_each_scored_sample_gets_one_oru_with_its_priority(make_node, ris):
+def test_each_scored_sample_gets_one_oru_with_its_priority(make_node, ris, capsys):
     node = hl7_node(make_node, ris.port)
     from dicom_node.app.demo import send_samples
 
@@ -128,6 +128,9 @@ def test_each_scored_sample_gets_one_oru_with_its_priority(make_node, ris):
     assert wait_for(
         lambda: all(r.deliveries["hl7 ris"] == "sent" for r in node.index.views.worklist())
     )
+    capsys.readouterr()
+    main(["status", "--config", str(node.config)])
+    assert "hl7:       sent 5" in capsys.readouterr().out
 
 
 def test_ris_down_then_up_gets_the_result_exactly_once(make_node, tmp_path):

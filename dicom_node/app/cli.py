@@ -99,7 +99,7 @@ def cmd_status(args) -> int:
         f"(min_free_bytes {needed / 1e9:.1f} GB): "
         + ("LOW: C-STORE answers 0xA700" if free < needed else "ok")
     )
-    for name in ("studies", "jobs", "exports"):
+    for name in ("studies", "jobs", "exports", "hl7"):
         counts = ", ".join(f"{k} {v}" for k, v in report[name].items()) or "none"
         print(f"{name + ':':<11}{counts}")
     retention = settings.storage.retention_days

@@ -234,6 +234,7 @@ class IndexStatus:
     skipped_reasons: dict[str, str]  # study UID -> why it is not for this node
     loops: list[LoopHealth] = field(default_factory=list)
     purged_studies: int = 0  # studies whose files retention removed
+    hl7: dict[ExportState, int] = field(default_factory=dict)  # HL7 messages by state
 
     def is_settled(self) -> bool:
         """Nothing left to do: no study receiving or queued, no export pending."""
@@ -242,6 +243,7 @@ class IndexStatus:
             and not self.studies.get(StudyState.RECEIVING)
             and not self.studies.get(StudyState.QUEUED)
             and not self.exports.get(ExportState.PENDING)
+            and not self.hl7.get(ExportState.PENDING)
         )
 
     def to_json(self, now: dt.datetime) -> dict:
@@ -250,6 +252,7 @@ class IndexStatus:
             "studies": {k.value: v for k, v in sorted(self.studies.items())},
             "jobs": {k.value: v for k, v in sorted(self.jobs.items())},
             "exports": {k.value: v for k, v in sorted(self.exports.items())},
+            "hl7": {k.value: v for k, v in sorted(self.hl7.items())},
             "dead_letters": self.dead_letters,
             "skipped_reasons": self.skipped_reasons,
             "loops": [h.to_json(now) for h in self.loops],

@@ -129,7 +129,10 @@ class Views:
                 )
                 for h in s.scalars(select(LoopHeartbeat).order_by(LoopHeartbeat.loop))
             ]
-        return IndexStatus(instances, studies, jobs, exports, dead, skipped, loops, purged)
+            hl7 = dict(
+                s.execute(select(Hl7Message.state, func.count()).group_by(Hl7Message.state)).all()
+            )
+        return IndexStatus(instances, studies, jobs, exports, dead, skipped, loops, purged, hl7)
 
     def oldest_queued_at(self):
         """When the oldest job still queued was made; None when none is."""

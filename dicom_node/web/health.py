@@ -91,15 +91,14 @@ class IndexCollector(Collector):
         instances = GaugeMetricFamily("dicom_node_instances", "Instances in the index")
         instances.add_metric([], status.instances)
         yield instances
-        for name, counts in (
-            ("studies", status.studies),
-            ("jobs", status.jobs),
-            ("exports", status.exports),
+        for name, what, counts in (
+            ("studies", "Studies", status.studies),
+            ("jobs", "Scoring jobs", status.jobs),
+            ("exports", "DICOM exports", status.exports),
+            ("hl7_messages", "HL7 messages", status.hl7),
         ):
             family = GaugeMetricFamily(
-                f"dicom_node_{name}",
-                f"{name.capitalize()} in the index, by state",
-                labels=["state"],
+                f"dicom_node_{name}", f"{what} in the index, by state", labels=["state"]
             )
             for state, count in counts.items():
                 family.add_metric([getattr(state, "value", str(state))], count)
