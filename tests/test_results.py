@@ -154,3 +154,30 @@ def test_any_character_set_and_absent_type_2_attributes_get_their_report(make_no
     assert {key: names[study] for key, study in studies.items()} == {
         key: NAMES[key][1] if key in NAMES else "" for key in studies
     }
+
+
+@pytest.mark.integration
+def test_key_objects_list_the_flagged_images_when_asked(make_node, pacs, tmp_path):
+    from tests.nodes import FAST_WORKER, send_study
+
+    node = make_node(
+        worker={**FAST_WORKER, "key_objects": True}, destinations=destination(pacs.port)
+    )
+    urgent = send_study(node.port, tmp_path, "zhanglab_03_pneumonia.dcm")
+    routine = send_study(node.port, tmp_path, "zhanglab_01_normal.dcm")
+    assert wait_for(lambda: pacs.reports_for(urgent) == 1 and pacs.reports_for(routine) == 1, 90)
+    assert wait_for(lambda: node.counts("exports").get("sent") == 2, 30)
+    received = {(study, kind): path for study, kind, path in pacs.received}
+    ko_path = received[(urgent, "Key Object Selection Document Storage")]
+    assert (routine, "Key Object Selection Document Storage") not in received  # nothing flagged
+    assert dciodvfy_errors(ko_path) == []
+    ko = pydicom.dcmread(ko_path)
+    assert ko.ConceptNameCodeSequence[0].CodeValue == "113000"  # Of Interest
+    referenced = [
+        item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        for item in ko.ContentSequence
+        if item.ValueType == "IMAGE"
+    ]
+    study_ids = {s.id for s in node.index.views.studies() if s.study_uid == urgent}
+    images = [i.sop_instance_uid for i in node.index.views.instances() if i.study_id in study_ids]
+    assert referenced == images and len(images) == 1

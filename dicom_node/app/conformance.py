@@ -18,6 +18,7 @@ from pydicom.uid import UID
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import (
     Comprehensive3DSRStorage,
+    KeyObjectSelectionDocumentStorage,
     ModalityPerformedProcedureStep,
     SecondaryCaptureImageStorage,
     Verification,
@@ -94,6 +95,13 @@ def scu_sop_classes() -> str:
             "SCU",
             f"one difference map per image; offered in {UID(SC_TRANSFER_SYNTAX).name} in a "
             f"context of its own, and in {fallback} (decompressed) for a PACS that declines it",
+        ),
+        (
+            KeyObjectSelectionDocumentStorage.name,
+            KeyObjectSelectionDocumentStorage,
+            "SCU",
+            f"with `worker.key_objects`: the images at or above the operating point; offered in "
+            f"{fallback}",
         ),
         (Verification.name, Verification, "SCU", "`config check --probe`"),
     ]

@@ -6,7 +6,11 @@ import threading
 from pathlib import Path
 
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Comprehensive3DSRStorage, SecondaryCaptureImageStorage
+from pynetdicom.sop_class import (
+    Comprehensive3DSRStorage,
+    KeyObjectSelectionDocumentStorage,
+    SecondaryCaptureImageStorage,
+)
 
 from dicom_node.dicom.terms import ACCEPTED_TRANSFER_SYNTAXES
 
@@ -27,7 +31,11 @@ class ReceivingPacs:
         self.received: list[tuple[str, str, Path]] = []
         self.lock = threading.Lock()
         self.ae = AE(ae_title=PACS_AE)
-        for sop in (Comprehensive3DSRStorage, SecondaryCaptureImageStorage):
+        for sop in (
+            Comprehensive3DSRStorage,
+            SecondaryCaptureImageStorage,
+            KeyObjectSelectionDocumentStorage,
+        ):
             self.ae.add_supported_context(sop, transfer_syntaxes)
         self.server = self.ae.start_server(
             ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]

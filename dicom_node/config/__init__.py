@@ -203,6 +203,7 @@ class WorkerSettings:
     device: str = "auto"  # auto | cpu | cuda
     urgent_percentile: float | None = None  # None: urgent = above the model's operating point
     unknown_age: str = "score"  # an image whose age the header does not give: score | refuse
+    key_objects: bool = False  # also a Key Object Selection of the flagged images
     scoring: ScoringRetry = field(default_factory=ScoringRetry)
     export: ExportRetry = field(default_factory=ExportRetry)
 

@@ -70,6 +70,7 @@ class Priority(str, Enum):
 class ResultKind(str, Enum):
     REPORT = "sr"  # the TID 1500 Structured Report of a study version
     DIFFERENCE_MAP = "sc"  # a Secondary Capture difference map of one source image
+    KEY_OBJECTS = "ko"  # the Key Object Selection of the flagged images (worker.key_objects)
 
 
 def _enum(cls: type[Enum]) -> SqlEnum:

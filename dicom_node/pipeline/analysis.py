@@ -35,6 +35,7 @@ from dicom_node.results.difference_map import (
     render_difference_overlay,
     write_difference_map,
 )
+from dicom_node.results.key_objects import write_key_objects
 from dicom_node.results.report import Algorithm, write_anomaly_report
 from dicom_node.results.sources import header_for_results
 from dicom_node.storage import Storage
@@ -236,6 +237,10 @@ class StudyAnalyser:
             rgb = render_difference_overlay(unit, score, threshold)
             sc = write_difference_map(ds, rgb, job.study_version, n)
             objects.append((ResultKind.DIFFERENCE_MAP, sc, self._save(sc, f"{out}/sc_{n:03d}.dcm")))
+        flagged = [h for h, score in zip(headers, scores) if score.abnormal]
+        if self.settings.worker.key_objects and flagged:
+            ko = write_key_objects(flagged, job.study_version, self.model.name)
+            objects.append((ResultKind.KEY_OBJECTS, ko, self._save(ko, f"{out}/ko.dcm")))
         return tuple(
             ResultObjectRecord(kind, ds.SOPInstanceUID, ds.SeriesInstanceUID, key)
             for kind, ds, key in objects
