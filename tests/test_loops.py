@@ -83,3 +83,16 @@ def test_a_runner_drains_the_work_never_runs_a_loop_twice_at_once_and_stops(inde
     assert step.calls == calls  # stopped: no more cycles
     assert index.views.status().loops == []  # a clean stop takes the loop off the report
     assert threading.active_count() < 50
+
+
+def test_stopping_never_waits_for_ever_on_a_cycle_that_reschedules_itself(index):
+    """A cycle that ends while `stop` shuts the scheduler down must not block it (APScheduler
+    holds its job store lock while it waits for running cycles)."""
+    for _ in range(40):
+        loops = [make_loop(index, lambda: False, idle_s=0.0) for _ in range(3)]
+        runner = LoopRunner(loops)
+        time.sleep(0.02)  # cycles end and reschedule themselves all the time
+        stopper = threading.Thread(target=runner.stop)
+        stopper.start()
+        stopper.join(timeout=20)
+        assert not stopper.is_alive(), "stop() is stuck"

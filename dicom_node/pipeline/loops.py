@@ -110,6 +110,10 @@ class LoopRunner:
     def __init__(self, loops: list[SupervisedLoop]) -> None:
         self.loops = loops
         self._stopping = threading.Event()
+        # A cycle reschedules itself while `stop` may be shutting the scheduler down, which
+        # holds APScheduler's job store lock while it waits for running cycles: a cycle that
+        # then called add_job would wait for ever. Scheduling and stopping take turns here.
+        self._turn = threading.Lock()
         self._scheduler = BackgroundScheduler(
             timezone="UTC", executors={"default": {"type": "threadpool", "max_workers": 4}}
         )
@@ -118,16 +122,17 @@ class LoopRunner:
             self._schedule(loop, 0.0)
 
     def _schedule(self, loop: SupervisedLoop, delay_s: float) -> None:
-        if self._stopping.is_set():
-            return
-        self._scheduler.add_job(
-            self._run,
-            "date",
-            run_date=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=delay_s),
-            args=(loop,),
-            name=f"{loop.name} loop",
-            misfire_grace_time=None,
-        )
+        with self._turn:
+            if self._stopping.is_set():
+                return
+            self._scheduler.add_job(
+                self._run,
+                "date",
+                run_date=dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=delay_s),
+                args=(loop,),
+                name=f"{loop.name} loop",
+                misfire_grace_time=None,
+            )
 
     def _run(self, loop: SupervisedLoop) -> None:
         self._schedule(loop, loop.run_cycle())
@@ -136,7 +141,8 @@ class LoopRunner:
         return [loop.health() for loop in self.loops]
 
     def stop(self) -> None:
-        self._stopping.set()
+        with self._turn:  # after this, no cycle schedules another
+            self._stopping.set()
         self._scheduler.shutdown(wait=True)
         for loop in self.loops:
             try:
