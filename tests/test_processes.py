@@ -76,3 +76,42 @@ def test_a_second_node_on_the_same_port_stops_with_a_clear_message(make_node_pro
     assert f"cannot listen on 127.0.0.1:{first.port}" in result.stderr
     assert "Traceback" not in result.stderr
     assert echoscu(first.port).returncode == 0  # the first node is untouched
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines())
+        except (OSError, ValueError):
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def _state(pid: int) -> str:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return ""
+    return next(line.split()[1] for line in status.splitlines() if line.startswith("State:"))
+
+
+def test_a_sibling_stops_when_the_listening_process_is_killed(make_node_process):
+    node = make_node_process(node={"processes": 2})
+    assert echoscu(node.port).returncode == 0
+    siblings = [
+        pid
+        for pid in _children(node.proc.pid)
+        if "multiprocessing" in Path(f"/proc/{pid}/cmdline").read_text()
+        and "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
+    ]
+    assert siblings, "no sibling SCP process found"
+    node.proc.send_signal(signal.SIGKILL)
+    node.proc.wait(timeout=30)
+
+    def gone() -> bool:  # exited (a zombie waiting for its new parent counts as exited)
+        return all(_state(pid) in ("", "Z") for pid in siblings)
+
+    assert wait_for(gone, timeout=30), [_state(pid) for pid in siblings]

@@ -242,7 +242,10 @@ def _scp_process(settings: Settings, channel: socket.socket) -> None:
         max_instance_bytes=settings.storage.max_instance_bytes,
         channel=channel,
     )
-    stop.wait()
+    while not stop.wait(1.0):
+        if scp.server.ended.is_set():  # the listening process died (kill -9): no orphan
+            log.warning("the listening process has gone: this SCP process stops")
+            break
     scp.stop()
     index.close()
 

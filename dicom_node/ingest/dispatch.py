@@ -103,6 +103,7 @@ class HandedServer(NodeServer):
         self.server_address = listening
         self._receiver = threading.Thread(target=self.receive, name="scp-handed", daemon=True)
         self.served = 0
+        self.ended = threading.Event()  # the channel closed: nothing more will be handed over
 
     def server_bind(self) -> None:
         pass  # the listening process holds the port
@@ -111,9 +112,14 @@ class HandedServer(NodeServer):
         pass
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
-        self.channel.sendall(READY)
-        self._receiver.start()
-        self._receiver.join()
+        try:
+            self.channel.sendall(READY)  # EPIPE: the listening process died while we started
+            self._receiver.start()
+            self._receiver.join()
+        except OSError as exc:
+            log.warning("the listening process cannot be reached: %s", exc)
+        finally:
+            self.ended.set()
 
     def receive(self) -> None:
         while True:
