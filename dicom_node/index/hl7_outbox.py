@@ -36,6 +36,23 @@ class DueHl7:
         return f"DN{self.id}"
 
 
+def pending_hl7(
+    study_id: int, version: int, destination: str, kind: str, facts: str, now: dt.datetime
+) -> Hl7Message:
+    """An HL7 message due now (`facts`: the study's result facts as JSON)."""
+    return Hl7Message(
+        study_id=study_id,
+        study_version=version,
+        destination=destination,
+        kind=kind,
+        facts=facts,
+        state=ExportState.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        last_error="",
+    )
+
+
 class Hl7Outbox:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -113,18 +130,10 @@ class Hl7Outbox:
                 study.priority, study.escalated_at = Priority.ESCALATED, now
                 escalated.append(study.id)
                 s.add_all(
-                    Hl7Message(
-                        study_id=study.id,
-                        study_version=study.version,
-                        destination=destination,
-                        kind="escalation",
-                        facts=study.result_facts,
-                        state=ExportState.PENDING,
-                        attempts=0,
-                        next_attempt_at=now,
-                        last_error="",
+                    pending_hl7(
+                        study.id, study.version, name, "escalation", study.result_facts, now
                     )
-                    for destination in destinations
+                    for name in destinations
                     if study.result_facts
                 )
             return escalated

@@ -14,12 +14,12 @@ import logging
 from sqlalchemy import select
 
 from dicom_node.index.database import Database, utcnow
+from dicom_node.index.hl7_outbox import pending_hl7
 from dicom_node.index.records import ClaimedJob, ScoredStudy
 from dicom_node.index.schema import (
     SCORING_PAUSED,
     Export,
     ExportState,
-    Hl7Message,
     Job,
     JobState,
     NodeControl,
@@ -124,19 +124,10 @@ class JobQueue:
                 )
                 for destination in scored.destinations
             )
+            facts = json.dumps(scored.facts)
             s.add_all(
-                Hl7Message(
-                    study_id=job.study_id,
-                    study_version=job.study_version,
-                    destination=destination,
-                    kind="result",
-                    facts=json.dumps(scored.facts),
-                    state=ExportState.PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    last_error="",
-                )
-                for destination in scored.hl7_destinations
+                pending_hl7(job.study_id, job.study_version, name, "result", facts, now)
+                for name in scored.hl7_destinations
             )
             row.state, row.updated_at, row.last_error = JobState.DONE, now, ""
             if study.version == job.study_version:  # a newer version supersedes this one
@@ -145,7 +136,7 @@ class JobQueue:
                 study.max_score = max(i.score for i in scored.images)
                 study.max_percentile = max(i.percentile for i in scored.images)
                 study.scored_at = now
-                study.result_facts = json.dumps(scored.facts)
+                study.result_facts = facts
                 study.reason = "; ".join(
                     filter(None, [f"{len(scored.images)} image(s) scored", scored.note])
                 )

@@ -11,10 +11,9 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 from dicom_node.results.report import (
-    DEVICE_NAME,
     MANUFACTURER,
     NOT_FOR_DIAGNOSIS,
-    device_uid,
+    device_observer,
     result_uid,
 )
 
@@ -28,15 +27,7 @@ def write_key_objects(
     if not flagged:
         raise ValueError("a key object selection needs at least one flagged image")
     study_uid = flagged[0].StudyInstanceUID
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=device_uid(),
-            name=DEVICE_NAME,
-            manufacturer_name=MANUFACTURER,
-            model_name=model_name,
-        ),
-    )
+    observer = device_observer(model_name)
     content = hd.ko.KeyObjectSelection(
         document_title=codes.DCM.OfInterest,
         referenced_objects=list(flagged),

@@ -80,6 +80,19 @@ def _statistic_code(name: str) -> Code:
     return Code(f"STAT_{name.upper()}"[:16], SCHEME, STATISTIC_MEANINGS.get(name, name))
 
 
+def device_observer(model_name: str) -> hd.sr.ObserverContext:
+    """This device as the observer of the documents it writes."""
+    return hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=device_uid(),
+            name=DEVICE_NAME,
+            manufacturer_name=MANUFACTURER,
+            model_name=model_name,
+        ),
+    )
+
+
 def write_anomaly_report(
     sources: Sequence[Dataset],
     scores: Sequence[ImageScore],
@@ -93,15 +106,7 @@ def write_anomaly_report(
     if len(sources) != len(scores) or not sources:
         raise ValueError(f"need one score per source image, got {len(sources)} and {len(scores)}")
     study_uid = sources[0].StudyInstanceUID
-    observer = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=device_uid(),
-            name=DEVICE_NAME,
-            manufacturer_name=MANUFACTURER,
-            model_name=algorithm.name,
-        ),
-    )
+    observer = device_observer(algorithm.name)
     algorithm_id = algorithm.identification()
     groups = []
     for i, (ds, score) in enumerate(zip(sources, scores), start=1):

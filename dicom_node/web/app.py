@@ -108,18 +108,12 @@ def create_app(ctx: WebContext) -> FastAPI:
             destinations=[d.name for d in ctx.settings.destinations],
         )
 
-    @app.get("/studies/{study_id}/thumbnail.png")
-    def thumbnail(study_id: int):
+    def difference_map(study_id: int, n: int | None, thumbnail: bool) -> Response:
+        """The study's n-th result object as a PNG (None: its first difference map)."""
         found = ctx.index.views.study_page(study_id)
-        maps = [n for n, (kind, _, _) in enumerate(found.objects if found else ()) if kind == "sc"]
-        if not maps:
-            raise HTTPException(404, "no difference map")
-        return picture(study_id, maps[0], thumbnail=True)
-
-    @app.get("/studies/{study_id}/objects/{n}.png")
-    def picture(study_id: int, n: int, thumbnail: bool = False):
-        found = ctx.index.views.study_page(study_id)
-        if found is None or not 0 <= n < len(found.objects) or found.objects[n][0] != "sc":
+        maps = [i for i, (kind, _, _) in enumerate(found.objects if found else ()) if kind == "sc"]
+        n = maps[0] if n is None and maps else n
+        if n not in maps:
             raise HTTPException(404, "no such difference map")
         try:
             data = ctx.storage.results.read(found.objects[n][1])
@@ -130,6 +124,14 @@ def create_app(ctx: WebContext) -> FastAPI:
             media_type="image/png",
             headers={"Cache-Control": "private, max-age=3600"},
         )
+
+    @app.get("/studies/{study_id}/thumbnail.png")
+    def thumbnail(study_id: int):
+        return difference_map(study_id, None, thumbnail=True)
+
+    @app.get("/studies/{study_id}/objects/{n}.png")
+    def picture(study_id: int, n: int, thumbnail: bool = False):
+        return difference_map(study_id, n, thumbnail)
 
     add_admin_routes(app, ctx, logins)
     return app
