@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from dicom_node.training.bootstrap import grouped_bootstrap
+from dicom_node.training.bootstrap import cross_fitted_operating_point, grouped_bootstrap
 
 
 def test_intervals_hold_the_point_estimates():
@@ -15,7 +15,7 @@ def test_intervals_hold_the_point_estimates():
     labels = np.repeat([0, 1], 100)
     scores = rng.normal(labels * 1.0, 1.0)
     groups = np.arange(200).astype(str)
-    ci = grouped_bootstrap(scores, labels, groups, threshold=0.5, resamples=300)
+    ci = grouped_bootstrap(scores, labels, groups, scores >= 0.5, resamples=300)
     auroc = roc_auc_score(labels, scores)
     assert ci["auroc"][0] < auroc < ci["auroc"][1]
     sensitivity = (scores[labels == 1] >= 0.5).mean()
@@ -26,13 +26,22 @@ def test_copies_of_a_patient_do_not_narrow_the_interval():
     rng = np.random.default_rng(2)
     labels = np.repeat([0, 1], 40)
     scores = rng.normal(labels * 1.0, 1.0)
-    once = grouped_bootstrap(scores, labels, np.arange(80).astype(str), 0.5, resamples=400)
+    flags = scores >= 0.5
+    once = grouped_bootstrap(scores, labels, np.arange(80).astype(str), flags, resamples=400)
     # Each patient's image three times, grouped by patient: the same evidence, the same width.
     thrice = grouped_bootstrap(
-        np.tile(scores, 3), np.tile(labels, 3), np.tile(np.arange(80).astype(str), 3), 0.5, 400
+        np.tile(scores, 3),
+        np.tile(labels, 3),
+        np.tile(np.arange(80).astype(str), 3),
+        np.tile(flags, 3),
+        400,
     )
     ungrouped = grouped_bootstrap(
-        np.tile(scores, 3), np.tile(labels, 3), np.arange(240).astype(str), 0.5, resamples=400
+        np.tile(scores, 3),
+        np.tile(labels, 3),
+        np.arange(240).astype(str),
+        np.tile(flags, 3),
+        resamples=400,
     )
 
     def width(ci):
@@ -42,11 +51,49 @@ def test_copies_of_a_patient_do_not_narrow_the_interval():
     assert width(ungrouped) < 0.75 * width(once)  # what ignoring patients would claim
 
 
-def test_a_brightness_offset_is_removed_by_the_path_and_a_flip_is_not():
+def test_cross_fitting_chooses_each_folds_threshold_without_its_patients(monkeypatch):
+    from dicom_node.training import bootstrap
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(60), 2).astype(str)  # two images per patient
+    labels = np.repeat(rng.integers(0, 2, 60), 2)
+    scores = rng.normal(labels * 2.0, 1.0)
+    seen: list[set[str]] = []
+    choose = bootstrap.threshold_for_sensitivity_bound
+
+    def recording(s, y, g, target):
+        seen.append(set(g))
+        return choose(s, y, g, target, resamples=100)
+
+    monkeypatch.setattr(bootstrap, "threshold_for_sensitivity_bound", recording)
+    report = bootstrap.cross_fitted_operating_point(scores, labels, groups, 0.95)
+    assert report["folds"] == len(seen) == len(report["thresholds"]) == 5
+    patients = set(groups)
+    left_out = [patients - fit for fit in seen]
+    assert all(left_out) and set().union(*left_out) == patients  # each patient left out once
+    assert sum(len(o) for o in left_out) == len(patients)
+    ci = report["ci95"]
+    assert ci["sensitivity"][0] <= report["sensitivity"] <= ci["sensitivity"][1]
+
+
+def test_cross_fitting_of_separable_scores_flags_no_normal_and_misses_only_the_lowest():
+    labels = np.repeat([0, 1], 50)
+    scores = labels * 10.0 + np.linspace(0, 1, 100)
+    report = cross_fitted_operating_point(scores, labels, np.arange(100).astype(str), 0.95)
+    assert report["specificity"] == 1.0
+    # Each fold's threshold is the lowest abnormal score of the other folds: an abnormal image
+    # below every one of those is missed out of fold, as it would be on new patients.
+    assert 0.95 <= report["sensitivity"] < 1.0
+
+
+def test_a_brightness_offset_is_removed_by_the_path_and_a_flip_changes_nothing():
     from pathlib import Path
+
+    import torch
 
     from dicom_node.config import SHIPPED_MODEL
     from dicom_node.model.ensemble import load_model
+    from dicom_node.model.inputs import to_model_input
     from dicom_node.model.pixels import unit_from_values
     from dicom_node.training.robustness import robustness
 
@@ -54,7 +101,8 @@ def test_a_brightness_offset_is_removed_by_the_path_and_a_flip_is_not():
     stored = np.stack([twins[k] for k in sorted(twins)])
     offset = stored[2].astype(np.float32) + 12  # the 0-234 twin: no clipping
     assert np.allclose(unit_from_values(offset), unit_from_values(stored[2]))
-    report = robustness(load_model(SHIPPED_MODEL), stored)
+    model = load_model(SHIPPED_MODEL)
+    report = robustness(model, stored)
     assert report["normals"] == 5 and set(report["within_limits"]) == {
         "brightness",
         "contrast",
@@ -62,3 +110,9 @@ def test_a_brightness_offset_is_removed_by_the_path_and_a_flip_is_not():
     }
     assert report["changes"]["brightness -5%"]["change_points"] == 0.0  # offsets stretch away
     assert set(report["changes"]) >= {"flip", "rotate 5 degrees", "crop 95%", "gamma 1.1"}
+    # An image and its mirror image get one score (the lower of the two), and one map, mirrored.
+    x = torch.cat([to_model_input(unit_from_values(p), model.image_size) for p in stored])
+    plain, mirrored = model.score(x), model.score(torch.flip(x, dims=[-1]))
+    for a, b in zip(plain, mirrored):
+        assert abs(a.score - b.score) < 1e-4 and a.mirrored != b.mirrored
+        assert np.allclose(a.anomaly_map, b.anomaly_map[:, ::-1], atol=1e-4)

@@ -66,7 +66,7 @@ def scored(index: Index, job, score: float, priority: Priority) -> ScoredStudy:
         model="m",
         objects=(
             ResultObjectRecord(ResultKind.REPORT, f"{job.study_uid}.9", "9", f"r/{job.id}/sr.dcm"),
-            ResultObjectRecord(ResultKind.DIFFERENCE_MAP, f"{job.study_uid}.8", "8", "sc.dcm"),
+            ResultObjectRecord(ResultKind.ANOMALY_MAP, f"{job.study_uid}.8", "8", "sc.dcm"),
         ),
         destinations=("pacs", "archive"),
     )
@@ -147,9 +147,9 @@ def test_a_retried_export_sends_only_the_objects_not_yet_acknowledged(index):
     job = index.queue.claim_next_job("w", lease_s=60)
     index.queue.finish_scored(job, "w", scored(index, job, 2.0, Priority.URGENT))
     due = index.outbox.claim_due_export(lease_s=60)
-    (report, _), (difference_map, sc_file) = due.objects
+    (report, _), (anomaly_map, sc_file) = due.objects
     index.outbox.object_delivered(due.id, report)  # the PACS stored the SR, then failed
     index.outbox.export_failed(due.id, "0xA700", retry_at=utcnow())
     again = list(iter(lambda: index.outbox.claim_due_export(60), None))  # every due export
     (retry,) = [e for e in again if e.id == due.id]
-    assert retry.objects == ((difference_map, sc_file),)
+    assert retry.objects == ((anomaly_map, sc_file),)

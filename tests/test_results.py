@@ -8,7 +8,7 @@ import pytest
 
 from dicom_node.model.pixels import unit_image_from_dataset
 from dicom_node.model.scores import ImageScore
-from dicom_node.results.difference_map import render_difference_overlay, write_difference_map
+from dicom_node.results.anomaly_map import body_box, render_anomaly_overlay, write_anomaly_map
 from dicom_node.results.report import Algorithm, write_anomaly_report
 from dicom_node.samples import SAMPLES_DIR
 from dicom_node.testing.peers import dciodvfy_errors, storescu
@@ -80,9 +80,11 @@ def test_one_score_per_image_is_required():
 @pytest.mark.parametrize("name", SOURCES)
 def test_secondary_capture_is_burned_in_and_passes_dciodvfy(tmp_path, name):
     source = pydicom.dcmread(SAMPLES_DIR / name)
-    rgb = render_difference_overlay(unit_image_from_dataset(source), score(2.0, True), 1.0)
-    assert rgb.shape == (source.Rows, source.Columns, 3) and rgb.dtype == np.uint8
-    sc = write_difference_map(source, rgb, 1, 1)
+    unit = unit_image_from_dataset(source)
+    rgb = render_anomaly_overlay(unit, score(2.0, True), 1.0)
+    band = rgb.shape[0] - source.Rows
+    assert band > 0 and rgb.shape[1:] == (source.Columns, 3) and rgb.dtype == np.uint8
+    sc = write_anomaly_map(source, rgb, 1, 1)
     path = tmp_path / "sc.dcm"
     sc.save_as(path)
     assert dciodvfy_errors(path) == []
@@ -90,9 +92,25 @@ def test_secondary_capture_is_burned_in_and_passes_dciodvfy(tmp_path, name):
     assert sc.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"  # JPEG baseline
     assert sc.LossyImageCompression == "01" and float(sc.LossyImageCompressionRatio) > 3
     assert sc.SeriesInstanceUID != source.SeriesInstanceUID
-    # The banner is drawn: the top-left corner differs from the plain grey image.
-    grey = (unit_image_from_dataset(source) * 255).round()
-    assert np.abs(rgb[:40, :200, 0].astype(float) - grey[:40, :200]).mean() > 10
+    # The warning, score and legend are in a band above the image: text is drawn there...
+    assert (rgb[:band] > 200).any()
+    # ...and nothing covers the image outside the body, where laterality markers are.
+    grey = (unit * 255).round()
+    top, bottom, left, right = body_box(unit)
+    outside = np.ones(grey.shape, bool)
+    outside[top:bottom, left:right] = False
+    assert outside.any() and np.abs(rgb[band:, :, 0] - grey)[outside].max() <= 1
+    inside = np.abs(rgb[band:, :, 0] - grey)[~outside]
+    assert inside.mean() > 5  # the map is drawn inside the body
+
+
+def test_body_box_keeps_the_body_and_drops_the_dark_background_and_the_frame():
+    picture = np.zeros((400, 300), np.float32)
+    picture[40:380, 60:250] = 0.7  # the body; dark air on every side
+    picture[10:30, 10:30] = 1.0  # a laterality marker in the corner
+    top, bottom, left, right = body_box(picture)
+    assert 40 <= top <= 60 and 360 <= bottom <= 380  # inside the body, less a thin frame
+    assert 60 <= left <= 75 and 235 <= right <= 250
 
 
 @pytest.mark.integration

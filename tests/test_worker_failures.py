@@ -162,7 +162,7 @@ def test_a_partial_export_does_not_resend_acknowledged_objects(make_node, tmp_pa
         pacs.stop()
 
 
-def test_a_pacs_that_declines_jpeg_gets_the_difference_map_uncompressed(make_node, tmp_path):
+def test_a_pacs_that_declines_jpeg_gets_the_anomaly_map_uncompressed(make_node, tmp_path):
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     pacs = ReceivingPacs(

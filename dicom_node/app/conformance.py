@@ -93,7 +93,7 @@ def scu_sop_classes() -> str:
             SecondaryCaptureImageStorage.name,
             SecondaryCaptureImageStorage,
             "SCU",
-            f"one difference map per image; offered in {UID(SC_TRANSFER_SYNTAX).name} in a "
+            f"one anomaly map per image; offered in {UID(SC_TRANSFER_SYNTAX).name} in a "
             f"context of its own, and in {fallback} (decompressed) for a PACS that declines it",
         ),
         (

@@ -39,7 +39,7 @@ ACCEPTED_TRANSFER_SYNTAXES: tuple[str, ...] = (
     RLELossless,
 )
 
-# Results: the difference map is made in JPEG baseline (a picture to look at, not to diagnose
+# Results: the anomaly map is made in JPEG baseline (a picture to look at, not to diagnose
 # from); delivery offers it so in a context of its own and falls back, like the SR, to these.
 SC_TRANSFER_SYNTAX = JPEGBaseline8Bit
 RESULT_FALLBACK_SYNTAXES: tuple[str, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)

@@ -69,7 +69,7 @@ class Priority(str, Enum):
 
 class ResultKind(str, Enum):
     REPORT = "sr"  # the TID 1500 Structured Report of a study version
-    DIFFERENCE_MAP = "sc"  # a Secondary Capture difference map of one source image
+    ANOMALY_MAP = "sc"  # a Secondary Capture anomaly map of one source image
     KEY_OBJECTS = "ko"  # the Key Object Selection of the flagged images (worker.key_objects)
 
 

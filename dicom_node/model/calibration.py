@@ -23,6 +23,14 @@ class Calibration:
     threshold: float  # combined score at or above which an image is flagged abnormal
     operating_point: str  # how the threshold was chosen, for the model card and the SR
     extra: dict = field(default_factory=dict)
+    # An image and its mirror image get the same score, the lower of the two (model card:
+    # a left-right flip is a harmless change for this triage).
+    mirror_invariant: bool = False
+    # The anomaly map (model.saliency): mean saliency of the held-out normals, (S * S,), and
+    # the range of their excess over it that the map spans (model.saliency.MAP_RANGE); None:
+    # a model calibrated before maps were.
+    saliency_baseline: tuple[float, ...] | None = None
+    saliency_range: tuple[float, float] = (0.0, 1.0)
 
     def standardise(self, member_stats: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Average over members of each statistic's z-score against normals."""
@@ -52,6 +60,11 @@ class Calibration:
             "threshold": self.threshold,
             "operating_point": self.operating_point,
             "extra": self.extra,
+            "mirror_invariant": self.mirror_invariant,
+            "saliency_baseline": (
+                [round(v, 8) for v in self.saliency_baseline] if self.saliency_baseline else None
+            ),
+            "saliency_range": list(self.saliency_range),
         }
 
     @classmethod
@@ -63,6 +76,13 @@ class Calibration:
             threshold=float(d["threshold"]),
             operating_point=str(d["operating_point"]),
             extra=dict(d.get("extra", {})),
+            mirror_invariant=bool(d.get("mirror_invariant", False)),
+            saliency_baseline=(
+                tuple(float(v) for v in d["saliency_baseline"])
+                if d.get("saliency_baseline")
+                else None
+            ),
+            saliency_range=tuple(float(v) for v in d.get("saliency_range", (0.0, 1.0))),
         )
 
 

@@ -19,6 +19,7 @@ from dicom_node.model.calibration import Calibration
 from dicom_node.model.members import GanMember
 from dicom_node.model.population import Population
 from dicom_node.model.recipe import Recipe
+from dicom_node.model.saliency import anomaly_maps
 from dicom_node.model.scores import ImageScore
 from dicom_node.model.typicality import Typicality
 
@@ -32,6 +33,18 @@ class RawAnalysis:
     member_stats: list[dict[str, torch.Tensor]]
     reconstruction: torch.Tensor  # member-mean (N, 1, S, S)
     difference: torch.Tensor  # member-mean (N, 1, S, S)
+
+
+@dataclass
+class Assessment:
+    statistics: dict[str, torch.Tensor]  # name -> (N,) z-score, member mean
+    combined: torch.Tensor  # (N,) the score
+    mirrored: torch.Tensor  # (N,) bool: the mirror image scored lower, and was kept
+    raw: RawAnalysis  # of the images as given
+
+    def oriented(self, x: torch.Tensor) -> torch.Tensor:
+        """The images as they were scored: mirrored where their mirror image was kept."""
+        return torch.where(self.mirrored[:, None, None, None], torch.flip(x, dims=[-1]), x)
 
 
 class AnomalyModel:
@@ -83,25 +96,51 @@ class AnomalyModel:
         member_stats = [{k: torch.cat(v) for k, v in s.items()} for s in stats]
         return RawAnalysis(member_stats, torch.cat(recs), torch.cat(diffs))
 
+    def assess(self, x: torch.Tensor, calibration: Calibration | None = None) -> Assessment:
+        """Standardised statistics and combined scores of model inputs (N, 1, S, S). Every
+        path that scores (the node, `score`, `evaluate`, calibration) comes through here."""
+        cal = calibration or self._calibration()
+        n = x.shape[0]
+        both = torch.cat([x, torch.flip(x, dims=[-1])]) if cal.mirror_invariant else x
+        raw = self.analyse(both)  # one pass: a single image costs hardly more than before
+        z = cal.standardise(raw.member_stats)
+        combined = cal.combine(z)
+        mirrored = torch.zeros(n, dtype=torch.bool)
+        if cal.mirror_invariant:
+            mirrored = combined[n:] < combined[:n]
+            z = {k: torch.where(mirrored, v[n:], v[:n]) for k, v in z.items()}
+            combined = torch.minimum(combined[:n], combined[n:])
+            raw = RawAnalysis(
+                [{k: v[:n] for k, v in s.items()} for s in raw.member_stats],
+                raw.reconstruction[:n],
+                raw.difference[:n],
+            )
+        return Assessment(z, combined, mirrored, raw)
+
     def score(self, x: torch.Tensor) -> list[ImageScore]:
-        if self.calibration is None:
-            raise ModelFileError(f"model {self.name} has no calibration; run training to the end")
-        raw = self.analyse(x)
-        z = self.calibration.standardise(raw.member_stats)
-        combined = self.calibration.combine(z)
+        cal = self._calibration()
+        assessed = self.assess(x, cal)
+        maps = anomaly_maps(self.members, cal, assessed.oriented(x).to(self.device))
         results = []
         for i in range(x.shape[0]):
-            score = float(combined[i])
+            score = float(assessed.combined[i])
+            mirrored = bool(assessed.mirrored[i])
             results.append(
                 ImageScore(
-                    statistics={k: float(v[i]) for k, v in z.items()},
+                    statistics={k: float(v[i]) for k, v in assessed.statistics.items()},
                     score=score,
-                    percentile=self.calibration.percentile(score),
-                    abnormal=score >= self.calibration.threshold,
-                    difference_map=(raw.difference[i, 0] / 2).numpy(),
+                    percentile=cal.percentile(score),
+                    abnormal=score >= cal.threshold,
+                    anomaly_map=maps[i, :, ::-1].copy() if mirrored else maps[i],
+                    mirrored=mirrored,
                 )
             )
         return results
+
+    def _calibration(self) -> Calibration:
+        if self.calibration is None:
+            raise ModelFileError(f"model {self.name} has no calibration; run training to the end")
+        return self.calibration
 
     @torch.no_grad()
     def codes(self, x: torch.Tensor) -> list[np.ndarray]:
@@ -109,11 +148,16 @@ class AnomalyModel:
         x = x.to(self.device)
         return [m.encoder.features(x)[0].flatten(1).double().cpu().numpy() for m in self.members]
 
+    def round_to_stored(self) -> None:
+        """Weights rounded to the precision `save` stores, so that what is calibrated on them
+        is what is shipped."""
+        for m in self.members:
+            m.load_state_dict({k: _stored(v).to(v.dtype) for k, v in m.state_dict().items()})
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        # Stored as float16 (half the size; scores change by < 1e-3), loaded back as float32.
         tensors = {
-            f"member{i}.{k}": (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
+            f"member{i}.{k}": _stored(v).detach().cpu().contiguous()
             for i, m in enumerate(self.members)
             for k, v in m.state_dict().items()
         }
@@ -129,6 +173,11 @@ class AnomalyModel:
             "typicality": self.typicality.to_dict() if self.typicality else None,
         }
         (directory / MODEL_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def _stored(v: torch.Tensor) -> torch.Tensor:
+    """Stored as float16 (half the size; scores change by < 1e-3), loaded back as float32."""
+    return v.half() if v.is_floating_point() else v
 
 
 def pick_device(name: str) -> torch.device:

@@ -95,6 +95,10 @@ class GanMember(nn.Module):
     @torch.no_grad()
     def analyse(self, x: torch.Tensor) -> MemberOutput:
         """Statistics of a batch of model inputs (N, 1, S, S) in [-1, 1]; call in eval mode."""
+        return self.statistics(x)
+
+    def statistics(self, x: torch.Tensor) -> MemberOutput:
+        """`analyse`, differentiable with respect to `x` (for the explaining map)."""
         code, enc_taps = self.encoder.features(x)
         rec = self.generator(code)
         rec_code, rec_enc_taps = self.encoder.features(rec)

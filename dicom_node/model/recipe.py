@@ -22,6 +22,10 @@ ALPHA_GAN_STATISTICS = (
 BIGAN_STATISTICS = ("recon", "recon_lowpass", "encoder_features", "disc_features", "disc")
 
 
+AUGMENT_OVERSAMPLE = 4
+SENSITIVITY_TARGET = 0.95  # the project's operating point: flag 95% of abnormal images
+
+
 @dataclass(frozen=True)
 class Recipe:
     arch: Architecture = Architecture.ALPHA_GAN
@@ -35,12 +39,29 @@ class Recipe:
     recon_weight: float = 20.0  # lambda of Rosca et al.
     feature_match_weight: float = 1.0  # D-feature matching for G(E(x)); 0 = plain Alpha-GAN
     augment_shift: int = 4  # pixels of random translation at image_size; 0 = none
+    # Geometric changes a site's images may carry (see the model card). Each image of a batch
+    # gets its own, applied at AUGMENT_OVERSAMPLE x image_size before the node's own resize,
+    # so the change does not blur the model input more than an acquired one would.
+    augment_flip: bool = False  # mirror left-right with probability 1/2
+    augment_rotate: float = 0.0  # degrees, uniform in [-r, r]
+    augment_scale: float = 0.0  # relative zoom, uniform in [1 - s, 1 + s]
     # The discriminator's decision boundary wanders from epoch to epoch; its statistic is the
     # mean over snapshots taken every `disc_snapshot_every` epochs from this fraction of
     # training on (the live discriminator at the last epoch is one of them).
     disc_snapshots_from: float = 0.4
     disc_snapshot_every: int = 4
     seed: int = 0
+
+    @property
+    def geometric_augmentation(self) -> bool:
+        return self.augment_flip or self.augment_rotate > 0 or self.augment_scale > 0
+
+    @property
+    def training_resolution(self) -> int:
+        """Size of the training images before augmentation."""
+        return (
+            self.image_size * AUGMENT_OVERSAMPLE if self.geometric_augmentation else self.image_size
+        )
 
     @property
     def disc_snapshot_epochs(self) -> list[int]:

@@ -13,7 +13,8 @@ class ImageScore:
     score: float  # combined anomaly score (weighted mean z-score)
     percentile: float  # percentage of held-out normals scoring at or below this image
     abnormal: bool  # score at or above the model's operating point
-    difference_map: np.ndarray  # (S, S) float32 |x - G(E(x))| / 2, in [0, 1]
+    anomaly_map: np.ndarray  # (S, S) float32 in [0, 1]: where the score comes from (saliency)
+    mirrored: bool = False  # scored as its mirror image (the lower of the two scores)
 
     def to_record(self) -> dict:
         return {
@@ -21,4 +22,5 @@ class ImageScore:
             "score": round(self.score, 4),
             "percentile": round(self.percentile, 1),
             "abnormal": self.abnormal,
+            "mirrored": self.mirrored,
         }

@@ -30,10 +30,10 @@ from dicom_node.model.pixels import unit_image_from_dataset
 from dicom_node.model.population import age_of
 from dicom_node.model.scores import ImageScore
 from dicom_node.pipeline.result_facts import result_facts
-from dicom_node.results.difference_map import (
+from dicom_node.results.anomaly_map import (
     fit_for_display,
-    render_difference_overlay,
-    write_difference_map,
+    render_anomaly_overlay,
+    write_anomaly_map,
 )
 from dicom_node.results.key_objects import write_key_objects
 from dicom_node.results.report import Algorithm, write_anomaly_report
@@ -234,9 +234,9 @@ class StudyAnalyser:
         objects = [(ResultKind.REPORT, report, self._save(report, f"{out}/sr.dcm"))]
         threshold = self.model.calibration.threshold
         for n, (ds, unit, score) in enumerate(zip(headers, units, scores), start=1):
-            rgb = render_difference_overlay(unit, score, threshold)
-            sc = write_difference_map(ds, rgb, job.study_version, n)
-            objects.append((ResultKind.DIFFERENCE_MAP, sc, self._save(sc, f"{out}/sc_{n:03d}.dcm")))
+            rgb = render_anomaly_overlay(unit, score, threshold)
+            sc = write_anomaly_map(ds, rgb, job.study_version, n)
+            objects.append((ResultKind.ANOMALY_MAP, sc, self._save(sc, f"{out}/sc_{n:03d}.dcm")))
         flagged = [h for h, score in zip(headers, scores) if score.abnormal]
         if self.settings.worker.key_objects and flagged:
             ko = write_key_objects(flagged, job.study_version, self.model.name)

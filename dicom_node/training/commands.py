@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from dicom_node.errors import TrainingError
-from dicom_node.model.recipe import ALPHA_GAN_STATISTICS, BIGAN_STATISTICS, Architecture, Recipe
+from dicom_node.model.recipe import (
+    ALPHA_GAN_STATISTICS,
+    BIGAN_STATISTICS,
+    SENSITIVITY_TARGET,
+    Architecture,
+    Recipe,
+)
 
 DEFAULT_WEIGHTS = "disc=1,encoder_features=0.5"  # chosen by the ablation in the model card
 
@@ -54,6 +60,10 @@ def cmd_train(args) -> int:
         seed=args.seed,
         base_width=args.base_width,
         batch_size=args.batch_size,
+        disc_snapshot_every=args.disc_snapshot_every,
+        augment_flip=args.augment_flip,
+        augment_rotate=args.augment_rotate,
+        augment_scale=args.augment_scale,
     )
     model = run_training(
         args.data,
@@ -102,7 +112,7 @@ def cmd_evaluate(args) -> int:
     data = load_image_set(args.data)
     plots = Path(args.plots) if args.plots else None
     model = load_model(_model_path(args))
-    result = evaluate_model(model, data, plots)
+    result = evaluate_model(model, data, plots, args.sensitivity)
     comparisons = [evaluate_model(load_model(p), data, plots) for p in args.compare]
     if args.pca_train:
         comparisons.append(evaluate_pca(load_image_set(args.pca_train), data))
@@ -195,9 +205,18 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=Recipe.epochs)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--members", type=int, default=3, help="ensemble members (seeds) to train")
+    p.add_argument(
+        "--disc-snapshot-every",
+        type=int,
+        default=Recipe.disc_snapshot_every,
+        help="epochs between the discriminator snapshots whose mean is the disc statistic",
+    )
+    p.add_argument("--augment-flip", action="store_true", help="mirror half the training images")
+    p.add_argument("--augment-rotate", type=float, default=0.0, help="random rotation, degrees")
+    p.add_argument("--augment-scale", type=float, default=0.0, help="random zoom, e.g. 0.05")
     p.add_argument("--combine", default=DEFAULT_WEIGHTS, help="statistic=weight,... of the score")
     p.add_argument("--val", help="labelled .npz that sets the operating point")
-    p.add_argument("--sensitivity", type=float, default=0.95)
+    p.add_argument("--sensitivity", type=float, default=SENSITIVITY_TARGET)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
     p.add_argument("--name")
@@ -209,7 +228,7 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="the training data (its held-out normals)")
     p.add_argument("--combine", default=DEFAULT_WEIGHTS)
     p.add_argument("--val")
-    p.add_argument("--sensitivity", type=float, default=0.95)
+    p.add_argument("--sensitivity", type=float, default=SENSITIVITY_TARGET)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("evaluate", help="AUROC and operating point on a labelled set")
@@ -217,6 +236,12 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config")
     p.add_argument("--data", required=True)
     p.add_argument("--compare", action="append", default=[], help="another model directory")
+    p.add_argument(
+        "--sensitivity",
+        type=float,
+        default=SENSITIVITY_TARGET,
+        help="target of the cross-fitted operating point",
+    )
     p.add_argument("--pca-train", help="normals .npz to fit the PCA baseline on")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plots", help="directory for ROC curves, histograms, reconstructions")

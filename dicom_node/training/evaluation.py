@@ -11,9 +11,15 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from dicom_node.errors import TrainingError
 from dicom_node.model.ensemble import AnomalyModel
-from dicom_node.training.bootstrap import RESAMPLES, grouped_bootstrap
+from dicom_node.model.recipe import SENSITIVITY_TARGET
+from dicom_node.training.bootstrap import (
+    RESAMPLES,
+    cross_fitted_operating_point,
+    grouped_bootstrap,
+)
 from dicom_node.training.datasets import ImageSet
 from dicom_node.training.domain import domain_report
+from dicom_node.training.explanation import map_report
 from dicom_node.training.plots import (
     save_difference_grid,
     save_roc_curves,
@@ -22,6 +28,7 @@ from dicom_node.training.plots import (
 
 PCA_COMPONENTS = 16
 PCA_IMAGE_SIZE = 32
+MAP_MASK_SIZE = 128  # pixels of the mean image the lung fields are found in
 
 
 def _require_both_classes(labels: np.ndarray) -> None:
@@ -29,14 +36,20 @@ def _require_both_classes(labels: np.ndarray) -> None:
         raise TrainingError("evaluation needs normal (0) and abnormal (1) labels in --data")
 
 
-def evaluate_model(model: AnomalyModel, data: ImageSet, plots: Path | None = None) -> dict:
+def evaluate_model(
+    model: AnomalyModel,
+    data: ImageSet,
+    plots: Path | None = None,
+    sensitivity: float = SENSITIVITY_TARGET,
+) -> dict:
     labels = np.asarray(data.labels)
     _require_both_classes(labels)
     x = data.model_inputs(model.image_size)
-    raw = model.analyse(x)
+    if plots is not None:
+        plots.mkdir(parents=True, exist_ok=True)
     cal = model.calibration
-    z = cal.standardise(raw.member_stats)
-    combined = cal.combine(z).numpy()
+    assessed = model.assess(x)
+    raw, z, combined = assessed.raw, assessed.statistics, assessed.combined.numpy()
     flagged = combined >= cal.threshold
     result = {
         "model": model.name,
@@ -57,13 +70,21 @@ def evaluate_model(model: AnomalyModel, data: ImageSet, plots: Path | None = Non
         "n_abnormal": int((labels == 1).sum()),
         "n_patients": int(np.unique(np.asarray(data.groups).astype(str)).size),
         # 95% intervals, patients resampled whole (training.bootstrap)
-        "ci95": grouped_bootstrap(combined, labels, data.groups, cal.threshold),
+        "ci95": grouped_bootstrap(combined, labels, data.groups, flagged),
         "ci_method": f"patient-grouped bootstrap, {RESAMPLES} resamples, percentile",
+        # The threshold above was chosen on these images (in-sample); this is the same rule
+        # applied to other patients (out-of-fold).
+        "operating_point_cross_fitted": cross_fitted_operating_point(
+            combined, labels, np.asarray(data.groups), sensitivity
+        ),
     }
     if model.typicality is not None:
         result["domain_check"] = domain_report(model, x, labels)
+    mean_image = ((data.model_inputs(MAP_MASK_SIZE).mean(0)[0] + 1) / 2).numpy()
+    result["anomaly_map_in_lung_fields"] = map_report(
+        model, x, mean_image, labels, np.asarray(data.groups), plots
+    )
     if plots is not None:
-        plots.mkdir(parents=True, exist_ok=True)
         curves = {k: (v.numpy(), labels, result["per_statistic"][k]) for k, v in z.items()}
         curves["combined"] = (combined, labels, result["auroc"])
         save_roc_curves(

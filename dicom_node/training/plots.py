@@ -77,3 +77,40 @@ def save_difference_grid(
     """Rows: x, G(E(x)), |x - G(E(x))| (scaled to the row's maximum)."""
     scaled = diff / diff.amax().clamp_min(1e-6) * 2 - 1
     Image.fromarray(_tile([x, rec, scaled])).save(path)
+
+
+def save_anomaly_maps(
+    x: torch.Tensor,
+    maps: np.ndarray,
+    lung_fields: np.ndarray,
+    labels: np.ndarray,
+    path: Path,
+    title: str,
+    per_class: int = 6,
+) -> None:
+    """Rows of normal and abnormal images with their anomaly map over them and the lung
+    fields' outline (the mask `evaluate` measures the map's share in)."""
+    picks = [np.flatnonzero(labels == c)[:per_class] for c in (0, 1)]
+    fig, axes = plt.subplots(2, per_class, figsize=(2 * per_class, 4.4), squeeze=False)
+    for row, (idx, name) in enumerate(zip(picks, ("normal", "abnormal"))):
+        for col, ax in enumerate(axes[row]):
+            ax.axis("off")
+            if col >= len(idx):
+                continue
+            i = idx[col]
+            extent = (0, 1, 1, 0)
+            ax.imshow((x[i, 0].numpy() + 1) / 2, cmap="gray", vmin=0, vmax=1, extent=extent)
+            ax.imshow(maps[i], cmap="inferno", vmin=0, vmax=1, alpha=0.55, extent=extent)
+            ax.contour(
+                np.linspace(0, 1, lung_fields.shape[1]),
+                np.linspace(0, 1, lung_fields.shape[0]),
+                lung_fields,
+                levels=[0.5],
+                colors="cyan",
+                linewidths=0.6,
+            )
+            ax.set_title(name, fontsize=8)
+    fig.suptitle(f"{title}: anomaly maps (colour) and lung fields (cyan)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

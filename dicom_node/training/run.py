@@ -25,6 +25,7 @@ from dicom_node.model.calibration import Calibration, fit_norms
 from dicom_node.model.ensemble import AnomalyModel
 from dicom_node.model.members import GanMember
 from dicom_node.model.recipe import Recipe
+from dicom_node.model.saliency import fit_saliency
 from dicom_node.training.bootstrap import threshold_for_sensitivity_bound
 from dicom_node.training.datasets import ImageSet, load_image_set, split_held_out
 from dicom_node.training.domain import fit_typicality
@@ -124,12 +125,11 @@ def calibrate(
     sensitivity: float,
 ) -> Calibration:
     norms = fit_norms(model.analyse(held_x).member_stats)
-    provisional = Calibration(norms, weights, [0.0], 0.0, "")
-    z = provisional.standardise(model.analyse(held_x).member_stats)
-    normal_scores = sorted(provisional.combine(z).tolist())
+    provisional = Calibration(norms, weights, [0.0], 0.0, "", mirror_invariant=True)
+    held = model.assess(held_x, provisional)
+    normal_scores = sorted(held.combined.tolist())
     if val is not None and (val.labels == 1).any():
-        vz = provisional.standardise(model.analyse(val.model_inputs(model.image_size)).member_stats)
-        val_scores = provisional.combine(vz).numpy()
+        val_scores = model.assess(val.model_inputs(model.image_size), provisional).combined.numpy()
         threshold = threshold_for_sensitivity_bound(val_scores, val.labels, val.groups, sensitivity)
         point = (
             f"lower bound of the 95% interval of sensitivity at {sensitivity:.0%} on the labelled "
@@ -138,7 +138,15 @@ def calibrate(
     else:
         threshold = float(np.quantile(normal_scores, sensitivity))
         point = f"{sensitivity:.0%} quantile of held-out normals (no labelled validation set given)"
-    return Calibration(norms, weights, normal_scores, threshold, point)
+    baseline, span = fit_saliency(model.members, provisional, held.oriented(held_x))
+    return replace(
+        provisional,
+        normal_scores=normal_scores,
+        threshold=threshold,
+        operating_point=point,
+        saliency_baseline=baseline,
+        saliency_range=span,
+    )
 
 
 def recalibrate(
@@ -206,6 +214,11 @@ def run_training(
     recipe = fitted_batch(recipe, len(train_idx), data)
     train_x = images.model_inputs(recipe.image_size, train_idx)
     held_x = images.model_inputs(recipe.image_size, held_idx)
+    train_source = (
+        images.model_inputs(recipe.training_resolution, train_idx)
+        if recipe.geometric_augmentation
+        else train_x
+    )
     log.info(
         "training on %d images, calibrating on %d held-out normals (%s)",
         len(train_idx),
@@ -214,7 +227,9 @@ def run_training(
     )
     out.mkdir(parents=True, exist_ok=True)
     trained = [
-        train_member(replace(recipe, seed=recipe.seed * 100 + k), train_x, held_x, out, k, device)
+        train_member(
+            replace(recipe, seed=recipe.seed * 100 + k), train_source, held_x, out, k, device
+        )
         for k in range(members)
     ]
     info = {
@@ -225,6 +240,7 @@ def run_training(
         "device": str(device),
     }
     model = AnomalyModel(name, recipe, trained, None, info)
+    model.round_to_stored()
     val = load_image_set(val_path) if val_path else None
     model.calibration = calibrate(model, held_x, weights, val, sensitivity)
     model.typicality = fit_typicality(model, train_x, held_x)

@@ -6,6 +6,7 @@ but get separate gradients, so one network's adversarial term never moves anothe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -13,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dicom_node.model.inputs import to_model_input
 from dicom_node.model.members import GanMember, feature_distance
-from dicom_node.model.recipe import Architecture
+from dicom_node.model.recipe import Architecture, Recipe
 from dicom_node.training.losses import fake_loss, real_loss
 
 
@@ -44,8 +46,31 @@ def make_optimisers(member: GanMember) -> Optimisers:
     )
 
 
-def augment(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Random translation by up to `shift` pixels (reflect padding): positioning varies per site."""
+def augment(x: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
+    """A training batch (N, 1, R, R) at `recipe.training_resolution` -> model inputs
+    (N, 1, S, S): each image's own flip, rotation and zoom (reflected at the border), the
+    node's own resize to S, then one random translation of the batch by up to
+    `augment_shift` pixels (positioning varies per site)."""
+    if recipe.geometric_augmentation:
+        x = to_model_input((_geometric(x, recipe, generator)[:, 0] + 1) / 2, recipe.image_size)
+    return _shift(x, recipe.augment_shift, generator)
+
+
+def _geometric(x: torch.Tensor, r: Recipe, generator: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    uniform = torch.rand(n, 3, generator=generator) * 2 - 1  # each in [-1, 1]
+    angle = uniform[:, 0] * math.radians(r.augment_rotate)
+    zoom = 1 + uniform[:, 1] * r.augment_scale
+    mirror = torch.where(uniform[:, 2] < 0, -1.0, 1.0) if r.augment_flip else torch.ones(n)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = cos * mirror, -sin
+    theta[:, 1, 0], theta[:, 1, 1] = sin * mirror, cos
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
+
+
+def _shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
     if shift <= 0:
         return x
     n, _, h, w = x.shape
@@ -133,7 +158,8 @@ def train_epoch(
     images: torch.Tensor,
     generator: torch.Generator,
 ) -> Iterator[dict[str, float]]:
-    """One pass over `images` (N, 1, S, S) in [-1, 1] in shuffled batches; yields step losses."""
+    """One pass over `images` (N, 1, R, R) in [-1, 1] at `training_resolution`, in shuffled
+    batches; yields step losses."""
     r = member.recipe
     step = alpha_gan_step if r.arch is Architecture.ALPHA_GAN else bigan_step
     member.train()
@@ -141,7 +167,7 @@ def train_epoch(
     device = next(member.parameters()).device
     for start in range(0, len(order) - r.batch_size + 1, r.batch_size):
         batch = images[order[start : start + r.batch_size]]
-        batch = augment(batch, r.augment_shift, generator).to(device)
+        batch = augment(batch, r, generator).to(device)
         yield step(member, opt, batch)
 
 

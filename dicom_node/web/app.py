@@ -108,13 +108,13 @@ def create_app(ctx: WebContext) -> FastAPI:
             destinations=[d.name for d in ctx.settings.destinations],
         )
 
-    def difference_map(study_id: int, n: int | None, thumbnail: bool) -> Response:
-        """The study's n-th result object as a PNG (None: its first difference map)."""
+    def anomaly_map(study_id: int, n: int | None, thumbnail: bool) -> Response:
+        """The study's n-th result object as a PNG (None: its first anomaly map)."""
         found = ctx.index.views.study_page(study_id)
         maps = [i for i, (kind, _, _) in enumerate(found.objects if found else ()) if kind == "sc"]
         n = maps[0] if n is None and maps else n
         if n not in maps:
-            raise HTTPException(404, "no such difference map")
+            raise HTTPException(404, "no such anomaly map")
         try:
             data = ctx.storage.results.read(found.objects[n][1])
         except FileNotFoundError as exc:
@@ -127,11 +127,11 @@ def create_app(ctx: WebContext) -> FastAPI:
 
     @app.get("/studies/{study_id}/thumbnail.png")
     def thumbnail(study_id: int):
-        return difference_map(study_id, None, thumbnail=True)
+        return anomaly_map(study_id, None, thumbnail=True)
 
     @app.get("/studies/{study_id}/objects/{n}.png")
     def picture(study_id: int, n: int, thumbnail: bool = False):
-        return difference_map(study_id, n, thumbnail)
+        return anomaly_map(study_id, n, thumbnail)
 
     add_admin_routes(app, ctx, logins)
     return app
