@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 
@@ -216,6 +217,8 @@ def test_train_on_a_dicom_folder_then_score_and_evaluate(tmp_path, capsys, caplo
                 "--model",
                 str(out),
                 "--json",
+                "--pictures",
+                str(tmp_path / "pictures"),
                 str(SAMPLES_DIR / "zhanglab_03_pneumonia.dcm"),
                 str(tmp_path / "missing.dcm"),
             ]
@@ -223,8 +226,10 @@ def test_train_on_a_dicom_folder_then_score_and_evaluate(tmp_path, capsys, caplo
         == 1
     )
     good, bad = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert set(good) >= {"score", "percentile", "abnormal", "statistics"}
-    assert "not a readable DICOM file" in bad["error"]
+    assert set(good) >= {"score", "percentile", "abnormal", "statistics", "mirrored"}
+    assert "not a readable DICOM file" in bad["error"] and "picture" not in bad
+    with Image.open(good["picture"]) as picture:  # the SC's rendering, above the image a band
+        assert picture.size[0] == 1008 and picture.size[1] > 616
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path, capsys):

@@ -180,7 +180,12 @@ def cmd_score(args) -> int:
             record = {"file": file, "error": str(exc)}
             status = 1
         else:
-            record = {"file": file, **model.score(x)[0].to_record()}
+            score = model.score(x)[0]
+            record = {"file": file, **score.to_record()}
+            if args.pictures:
+                record["picture"] = _save_picture(
+                    Path(args.pictures), file, ds, score, model.calibration.threshold
+                )
         if args.json:
             print(json.dumps(record))
         elif "error" in record:
@@ -192,6 +197,20 @@ def cmd_score(args) -> int:
                 f" among normals) {flag}"
             )
     return status
+
+
+def _save_picture(folder: Path, file: str, ds, score, threshold: float) -> str:
+    """The anomaly map as the node's Secondary Capture shows it, as a PNG named after `file`."""
+    from PIL import Image
+
+    from dicom_node.model.pixels import unit_image_from_dataset
+    from dicom_node.results.anomaly_map import fit_for_display, render_anomaly_overlay
+
+    folder.mkdir(parents=True, exist_ok=True)
+    unit = fit_for_display(unit_image_from_dataset(ds, source=file))
+    path = folder / f"{Path(file).stem}.png"
+    Image.fromarray(render_anomaly_overlay(unit, score, threshold)).save(path)
+    return str(path)
 
 
 def add_model_commands(sub: argparse._SubParsersAction) -> None:
@@ -257,4 +276,5 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model")
     p.add_argument("--config")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--pictures", help="folder for a PNG of each image's anomaly map, as in the SC")
     p.set_defaults(func=cmd_score)
