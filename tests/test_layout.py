@@ -41,7 +41,8 @@ ALLOWED = {
         "config",
         "errors",
     },
-    "training": {"training", "model", "errors", "config", "config_file"},
+    # results: `score --pictures` draws the anomaly map exactly as the node's SC does
+    "training": {"training", "model", "results", "errors", "config", "config_file"},
     "hl7": {"hl7", "config", "errors"},
     "web": {
         "__init__",
