@@ -4,6 +4,8 @@ of the stored pixels."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
@@ -116,3 +118,44 @@ def test_a_brightness_offset_is_removed_by_the_path_and_a_flip_changes_nothing()
     for a, b in zip(plain, mirrored):
         assert abs(a.score - b.score) < 1e-4 and a.mirrored != b.mirrored
         assert np.allclose(a.anomaly_map, b.anomaly_map[:, ::-1], atol=1e-4)
+
+
+def test_evaluate_reports_every_figure_and_draws_the_pictures(tmp_path, capsys):
+    from pathlib import Path
+
+    from dicom_node.app.cli import main
+    from dicom_node.config import SHIPPED_MODEL
+
+    twins = np.load(Path(__file__).parent / "data" / "val_twins_224.npz")
+    names = sorted(twins)  # IM-*: normal; person*: pneumonia (their names in val.npz)
+    data = tmp_path / "labelled.npz"
+    np.savez(
+        data,
+        images=np.stack([twins[k] for k in names] * 2),
+        labels=np.array([int(k.startswith("person")) for k in names] * 2, np.uint8),
+        patient_ids=np.array([f"p{i}" for i in range(2 * len(names))]),
+    )
+    args = ["evaluate", "--model", str(SHIPPED_MODEL), "--data", str(data)]
+    assert main([*args, "--json", "--plots", str(tmp_path / "plots")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_normal"] == 6 and result["n_abnormal"] == 4
+    assert result["ci95"]["auroc"][0] <= result["auroc"] <= result["ci95"]["auroc"][1]
+    crossed = result["operating_point_cross_fitted"]
+    assert crossed["folds"] == 5 and 0 <= crossed["sensitivity"] <= 1
+    maps = result["anomaly_map_in_lung_fields"]
+    assert 0 < maps["lung_field_area"] < 0.5
+    for name in ("anomaly_map", "reference_reconstruction_error"):
+        low, high = maps[name]["difference_ci95"]
+        assert low <= maps[name]["difference"] <= high
+    assert result["domain_check"]["refused_normal"] == 0.0
+    drawn = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert {"anomaly_maps_alpha-gan-zhanglab.png", "roc_alpha-gan-zhanglab.png"} <= drawn
+    assert main(args) == 0  # and as text, a line per figure
+    text = capsys.readouterr().out
+    assert "cross-fitted" in text and "share in the lung fields" in text
+
+
+def test_cross_fitting_says_when_a_class_is_too_small_to_split():
+    labels = np.array([0, 0, 0, 0, 0, 0, 1])
+    report = cross_fitted_operating_point(np.arange(7.0), labels, np.arange(7).astype(str), 0.95)
+    assert "not_measured" in report and "sensitivity" not in report

@@ -6,9 +6,9 @@ import json
 import shutil
 
 import numpy as np
-from PIL import Image
 import pytest
 import torch
+from PIL import Image
 
 from dicom_node.app.cli import main
 from dicom_node.errors import ModelFileError

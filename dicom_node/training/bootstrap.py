@@ -81,6 +81,8 @@ def cross_fitted_operating_point(
     thresholds = []
     for k in range(folds):
         fit = fold != k
+        if not ((labels[fit] == 0).any() and (labels[fit] == 1).any()):
+            return {"folds": folds, "not_measured": "too few patients of a class to split"}
         threshold = threshold_for_sensitivity_bound(scores[fit], labels[fit], groups[fit], target)
         flagged[fold == k] = scores[fold == k] >= threshold
         thresholds.append(round(threshold, 4))

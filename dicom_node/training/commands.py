@@ -140,6 +140,22 @@ def cmd_evaluate(args) -> int:
         f" on {result['n_abnormal']} abnormal / {result['n_normal']} normal images of "
         f"{result['n_patients']} patients ({result['ci_method']})"
     )
+    x = result["operating_point_cross_fitted"]
+    print(
+        f"the same rule cross-fitted ({x['folds']} folds of patients): "
+        + (
+            f"not measured: {x['not_measured']}"
+            if "not_measured" in x
+            else f"sensitivity {x['sensitivity']:.3f} ({x['ci95']['sensitivity'][0]:.3f}-"
+            f"{x['ci95']['sensitivity'][1]:.3f}), specificity {x['specificity']:.3f}"
+        )
+    )
+    m = result["anomaly_map_in_lung_fields"]["anomaly_map"]
+    print(
+        f"anomaly map's share in the lung fields: abnormal {m['abnormal']:.3f}, normal "
+        f"{m['normal']:.3f}, difference {m['difference']:+.3f} ({m['difference_ci95'][0]:+.3f}"
+        f" to {m['difference_ci95'][1]:+.3f})"
+    )
     if "domain_check" in result:
         d = result["domain_check"]
         print(
