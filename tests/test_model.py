@@ -264,3 +264,21 @@ def test_resume_continues_from_the_checkpoint(tmp_path, capsys):
     assert epochs == [1, 2, 3]
     assert main([*args, "--epochs", "4", "--base-width", "8"]) == 2
     assert "checkpoint of another recipe" in capsys.readouterr().err
+
+
+def test_geometric_augmentation_gives_each_image_its_own_change_at_the_models_size():
+    from dicom_node.model.recipe import Recipe
+    from dicom_node.training.steps import augment
+
+    generator = torch.Generator().manual_seed(0)
+    flip_only = Recipe(image_size=16, augment_shift=0, augment_flip=True)
+    x = torch.rand(64, 1, 16, 16) * 2 - 1  # already at the model's size: no resize
+    out = augment(x, flip_only, generator)
+    mirrored = [torch.allclose(torch.flip(a, dims=[-1]), b, atol=1e-5) for a, b in zip(x, out)]
+    kept = [torch.allclose(a, b, atol=1e-5) for a, b in zip(x, out)]
+    assert all(m or k for m, k in zip(mirrored, kept))
+    assert 16 < sum(mirrored) < 48  # each image draws its own flip, about half of them
+    full = Recipe(image_size=16, augment_flip=True, augment_rotate=5, augment_scale=0.05)
+    assert full.training_resolution == 64 and Recipe(image_size=16).training_resolution == 16
+    big = torch.rand(8, 1, 64, 64) * 2 - 1
+    assert augment(big, full, generator).shape == (8, 1, 16, 16)
