@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 from dicom_node.errors import DicomNodeError
 from dicom_node.index.catalog import scoring_job
 from dicom_node.index.database import Database, utcnow
+from dicom_node.index.outbox import pending_export
 from dicom_node.index.schema import (
     SCORING_PAUSED,
     DeliveredObject,
@@ -46,20 +47,19 @@ class AdminActions:
             return f"job #{job_id} queued again"
 
     def retry_export(self, export_id: int, by: str) -> str:
-        with self.db.session() as s:
-            export = s.get(Export, export_id, with_for_update=True)
-            if export is None or export.state is not ExportState.DEAD:
-                raise AdminRefused(f"export #{export_id} is not a dead letter")
-            _due_again(export)
-            return f"export #{export_id} to {export.destination} pending again"
+        return self._retry_dead(Export, export_id, "export")
 
     def retry_hl7(self, message_id: int, by: str) -> str:
+        return self._retry_dead(Hl7Message, message_id, "HL7 message")
+
+    def _retry_dead(self, table: type[Export] | type[Hl7Message], row_id: int, what: str) -> str:
+        """A dead-lettered export or HL7 message, due again with its attempts reset."""
         with self.db.session() as s:
-            message = s.get(Hl7Message, message_id, with_for_update=True)
-            if message is None or message.state is not ExportState.DEAD:
-                raise AdminRefused(f"HL7 message #{message_id} is not a dead letter")
-            _due_again(message)
-            return f"HL7 message #{message_id} to {message.destination} pending again"
+            row = s.get(table, row_id, with_for_update=True)
+            if row is None or row.state is not ExportState.DEAD:
+                raise AdminRefused(f"{what} #{row_id} is not a dead letter")
+            _due_again(row)
+            return f"{what} #{row_id} to {row.destination} pending again"
 
     def resend(self, study_id: int, destination: str, by: str) -> str:
         """Every result object of the study's newest scored version, to `destination`, again
@@ -84,16 +84,7 @@ class AdminActions:
                 .with_for_update()
             ).first()
             if export is None:
-                export = Export(
-                    study_id=study_id,
-                    study_version=version,
-                    destination=destination,
-                    state=ExportState.PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    last_error="",
-                )
-                s.add(export)
+                s.add(pending_export(study_id, version, destination, now))
             else:
                 s.execute(delete(DeliveredObject).where(DeliveredObject.export_id == export.id))
                 _due_again(export)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 
 from dicom_node.index.database import Database, utcnow
+from dicom_node.index.outbox import claim_due
 from dicom_node.index.schema import (
     Export,
     ExportState,
@@ -58,19 +59,10 @@ class Hl7Outbox:
         self.db = db
 
     def claim_due(self, lease_s: float) -> DueHl7 | None:
-        now = utcnow()
         with self.db.session() as s:
-            row = s.scalars(
-                select(Hl7Message)
-                .where(Hl7Message.state == ExportState.PENDING, Hl7Message.next_attempt_at <= now)
-                .order_by(Hl7Message.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
+            row = claim_due(s, Hl7Message, lease_s)
             if row is None:
                 return None
-            row.attempts += 1
-            row.next_attempt_at = now + dt.timedelta(seconds=lease_s)
             return DueHl7(
                 row.id,
                 row.study_id,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from dicom_node.index.database import Database, utcnow
 from dicom_node.index.records import DueExport
@@ -13,11 +14,43 @@ from dicom_node.index.schema import (
     DeliveredObject,
     Export,
     ExportState,
+    Hl7Message,
     Patient,
     ResultKind,
     ResultObject,
     Study,
 )
+
+
+def pending_export(study_id: int, version: int, destination: str, now: dt.datetime) -> Export:
+    """An export of a study version's results to `destination`, due now."""
+    return Export(
+        study_id=study_id,
+        study_version=version,
+        destination=destination,
+        state=ExportState.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        last_error="",
+    )
+
+
+def claim_due(s: Session, table: type[Export] | type[Hl7Message], lease_s: float):
+    """The oldest due pending row of an outbox table (exports, HL7 messages), its attempt
+    counted and its next attempt pushed out by the lease, so that no other worker takes it;
+    None when nothing is due. Rows another session holds are skipped, not waited for."""
+    now = utcnow()
+    row = s.scalars(
+        select(table)
+        .where(table.state == ExportState.PENDING, table.next_attempt_at <= now)
+        .order_by(table.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if row is not None:
+        row.attempts += 1
+        row.next_attempt_at = now + dt.timedelta(seconds=lease_s)
+    return row
 
 
 class Outbox:
@@ -26,19 +59,10 @@ class Outbox:
 
     def claim_due_export(self, lease_s: float) -> DueExport | None:
         """Take one due export; pushing its next attempt out by the lease keeps others off it."""
-        now = utcnow()
         with self.db.session() as s:
-            exp = s.scalars(
-                select(Export)
-                .where(Export.state == ExportState.PENDING, Export.next_attempt_at <= now)
-                .order_by(Export.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            ).first()
+            exp = claim_due(s, Export, lease_s)
             if exp is None:
                 return None
-            exp.attempts += 1
-            exp.next_attempt_at = now + dt.timedelta(seconds=lease_s)
             delivered = select(DeliveredObject.result_object_id).where(
                 DeliveredObject.export_id == exp.id
             )

@@ -15,11 +15,10 @@ from sqlalchemy import select
 
 from dicom_node.index.database import Database, utcnow
 from dicom_node.index.hl7_outbox import pending_hl7
+from dicom_node.index.outbox import pending_export
 from dicom_node.index.records import ClaimedJob, ScoredStudy
 from dicom_node.index.schema import (
     SCORING_PAUSED,
-    Export,
-    ExportState,
     Job,
     JobState,
     NodeControl,
@@ -113,15 +112,7 @@ class JobQueue:
                 for obj in scored.objects
             )
             s.add_all(
-                Export(
-                    study_id=job.study_id,
-                    study_version=job.study_version,
-                    destination=destination,
-                    state=ExportState.PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    last_error="",
-                )
+                pending_export(job.study_id, job.study_version, destination, now)
                 for destination in scored.destinations
             )
             facts = json.dumps(scored.facts)
