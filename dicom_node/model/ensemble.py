@@ -120,7 +120,7 @@ class AnomalyModel:
     def score(self, x: torch.Tensor) -> list[ImageScore]:
         cal = self._calibration()
         assessed = self.assess(x, cal)
-        maps = anomaly_maps(self.members, cal, assessed.oriented(x).to(self.device))
+        maps = self.anomaly_maps(x, assessed)
         results = []
         for i in range(x.shape[0]):
             score = float(assessed.combined[i])
@@ -131,11 +131,18 @@ class AnomalyModel:
                     score=score,
                     percentile=cal.percentile(score),
                     abnormal=score >= cal.threshold,
-                    anomaly_map=maps[i, :, ::-1].copy() if mirrored else maps[i],
+                    anomaly_map=maps[i],
                     mirrored=mirrored,
                 )
             )
         return results
+
+    def anomaly_maps(self, x: torch.Tensor, assessed: Assessment) -> np.ndarray:
+        """(N, S, S) maps of `x` as each image is given: an image scored as its mirror image
+        gets that image's map mirrored back."""
+        oriented = assessed.oriented(x).to(self.device)
+        maps = anomaly_maps(self.members, self._calibration(), oriented)
+        return np.where(assessed.mirrored.numpy()[:, None, None], maps[:, :, ::-1], maps)
 
     def _calibration(self) -> Calibration:
         if self.calibration is None:

@@ -3,12 +3,26 @@ of a patient's images together), so a patient with several images cannot narrow 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from dicom_node.model.calibration import threshold_at_sensitivity
 
 RESAMPLES = 1000
+
+
+def patient_resamples(
+    groups: np.ndarray, resamples: int = RESAMPLES, seed: int = 0
+) -> Iterator[np.ndarray]:
+    """Image indices of each bootstrap resample: as many patients as there are, drawn with
+    replacement, each with all of their images."""
+    patients, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    members = [np.flatnonzero(inverse == p) for p in range(len(patients))]
+    rng = np.random.default_rng(seed)
+    for _ in range(resamples):
+        yield np.concatenate([members[p] for p in rng.integers(0, len(patients), len(patients))])
 
 
 def grouped_bootstrap(
@@ -20,12 +34,8 @@ def grouped_bootstrap(
     seed: int = 0,
 ) -> dict[str, list[float]]:
     """95% percentile intervals of AUROC and of sensitivity and specificity of the flags."""
-    patients, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    members = [np.flatnonzero(inverse == p) for p in range(len(patients))]
-    rng = np.random.default_rng(seed)
     found: dict[str, list[float]] = {"auroc": [], "sensitivity": [], "specificity": []}
-    for _ in range(resamples):
-        pick = np.concatenate([members[p] for p in rng.integers(0, len(patients), len(patients))])
+    for pick in patient_resamples(groups, resamples, seed):
         y = labels[pick]
         if not ((y == 0).any() and (y == 1).any()):
             continue  # a resample with one class says nothing about ranking

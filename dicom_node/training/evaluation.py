@@ -82,7 +82,7 @@ def evaluate_model(
         result["domain_check"] = domain_report(model, x, labels)
     mean_image = ((data.model_inputs(MAP_MASK_SIZE).mean(0)[0] + 1) / 2).numpy()
     result["anomaly_map_in_lung_fields"] = map_report(
-        model, x, mean_image, labels, np.asarray(data.groups), plots
+        model, x, assessed, mean_image, labels, np.asarray(data.groups), plots
     )
     if plots is not None:
         curves = {k: (v.numpy(), labels, result["per_statistic"][k]) for k, v in z.items()}

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from dicom_node.model.ensemble import AnomalyModel
-from dicom_node.training.bootstrap import RESAMPLES
+from dicom_node.model.ensemble import AnomalyModel, Assessment
+from dicom_node.training.bootstrap import patient_resamples
 
 LUNG_PERCENTILE = 40
 CENTRAL_BOX = (0.15, 0.85, 0.16, 0.84)  # top, bottom, left, right, as fractions of the side
@@ -54,12 +54,8 @@ def share_inside(maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def _difference(share: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> dict:
     ok = ~np.isnan(share)
     point = share[ok & (labels == 1)].mean() - share[ok & (labels == 0)].mean()
-    patients, inverse = np.unique(groups.astype(str), return_inverse=True)
-    members = [np.flatnonzero(inverse == p) for p in range(len(patients))]
-    rng = np.random.default_rng(0)
     found = []
-    for _ in range(RESAMPLES):
-        pick = np.concatenate([members[p] for p in rng.integers(0, len(patients), len(patients))])
+    for pick in patient_resamples(groups):
         s, y = share[pick], labels[pick]
         keep = ~np.isnan(s)
         if (y[keep] == 0).any() and (y[keep] == 1).any():
@@ -76,16 +72,17 @@ def _difference(share: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> di
 def map_report(
     model: AnomalyModel,
     x: torch.Tensor,
+    assessed: Assessment,
     units_mean: np.ndarray,
     labels: np.ndarray,
     groups: np.ndarray,
     plots: Path | None = None,
 ) -> dict:
     """The anomaly map's share inside the lung fields (abnormal vs normal), and the
-    reconstruction error's as the reference. `units_mean`: the set's mean [0, 1] image."""
-    scores = model.score(x)
-    maps = np.stack([s.anomaly_map for s in scores])
-    reconstruction = model.assess(x).raw.difference[:, 0].numpy()
+    reconstruction error's as the reference. `assessed`: the model's assessment of `x`;
+    `units_mean`: the set's mean [0, 1] image."""
+    maps = model.anomaly_maps(x, assessed)
+    reconstruction = assessed.raw.difference[:, 0].numpy()
     mask = lung_fields(units_mean)
     report = {
         "lung_fields": f"mean image's two largest regions below its {LUNG_PERCENTILE}th "

@@ -63,7 +63,7 @@ def robustness(model: AnomalyModel, stored: np.ndarray) -> dict:
     def flagged(changed: torch.Tensor) -> float:
         pixels = changed.clamp(0, 255).round()[:, 0].numpy()
         x = torch.cat([to_model_input(unit_from_values(p), model.image_size) for p in pixels])
-        scores = np.array([s.score for s in model.score(x)])
+        scores = model.assess(x).combined.numpy()
         return round(float((scores >= model.calibration.threshold).mean() * 100), 1)
 
     normals = values
