@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 
 from dicom_node.index.database import Database, utcnow
-from dicom_node.index.outbox import claim_due
+from dicom_node.index.outbox import claim_due, mark_failed, mark_sent
 from dicom_node.index.schema import (
     Export,
     ExportState,
@@ -75,17 +75,11 @@ class Hl7Outbox:
 
     def sent(self, message_id: int) -> None:
         with self.db.session() as s:
-            row = s.get(Hl7Message, message_id, with_for_update=True)
-            row.state, row.sent_at, row.last_error = ExportState.SENT, utcnow(), ""
+            mark_sent(s, Hl7Message, message_id)
 
     def failed(self, message_id: int, reason: str, retry_at: dt.datetime | None) -> None:
         with self.db.session() as s:
-            row = s.get(Hl7Message, message_id, with_for_update=True)
-            row.last_error = reason
-            if retry_at is None:
-                row.state = ExportState.DEAD
-            else:
-                row.next_attempt_at = retry_at
+            mark_failed(s, Hl7Message, message_id, reason, retry_at)
 
     def escalate_due(self, before: dt.datetime, destinations: tuple[str, ...]) -> list[int]:
         """Routine studies not read whose results were delivered (or, with nothing to

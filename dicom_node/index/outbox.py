@@ -53,6 +53,27 @@ def claim_due(s: Session, table: type[Export] | type[Hl7Message], lease_s: float
     return row
 
 
+def mark_sent(s: Session, table: type[Export] | type[Hl7Message], row_id: int) -> None:
+    row = s.get(table, row_id, with_for_update=True)
+    row.state, row.sent_at, row.last_error = ExportState.SENT, utcnow(), ""
+
+
+def mark_failed(
+    s: Session,
+    table: type[Export] | type[Hl7Message],
+    row_id: int,
+    reason: str,
+    retry_at: dt.datetime | None,
+) -> None:
+    """An attempt failed: due again at `retry_at`, or dead-lettered (None)."""
+    row = s.get(table, row_id, with_for_update=True)
+    row.last_error = reason
+    if retry_at is None:
+        row.state = ExportState.DEAD
+    else:
+        row.next_attempt_at = retry_at
+
+
 class Outbox:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -108,17 +129,11 @@ class Outbox:
 
     def export_sent(self, export_id: int) -> None:
         with self.db.session() as s:
-            exp = s.get(Export, export_id, with_for_update=True)
-            exp.state, exp.sent_at, exp.last_error = ExportState.SENT, utcnow(), ""
+            mark_sent(s, Export, export_id)
 
     def export_failed(self, export_id: int, reason: str, retry_at: dt.datetime | None) -> None:
         with self.db.session() as s:
-            exp = s.get(Export, export_id, with_for_update=True)
-            exp.last_error = reason
-            if retry_at is None:
-                exp.state = ExportState.DEAD
-            else:
-                exp.next_attempt_at = retry_at
+            mark_failed(s, Export, export_id, reason, retry_at)
 
     def earlier_reports(self, study_id: int, before_version: int) -> list[tuple[str, str]]:
         """(key, SOP Instance UID) of the SRs of the study's earlier versions, oldest first:

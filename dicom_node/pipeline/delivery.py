@@ -22,7 +22,7 @@ from dicom_node.index.database import utcnow
 from dicom_node.index.objects import open_storage
 from dicom_node.index.records import DueExport
 from dicom_node.metrics import EXPORT_SECONDS, TIME_TO_RESULT_SECONDS
-from dicom_node.pipeline.retry import retry_decision
+from dicom_node.pipeline.retry import delivery_failure
 
 log = logging.getLogger(__name__)
 
@@ -198,19 +198,13 @@ class DeliveryStep:
     def _failed(
         self, export: DueExport, reason: str, permanent: bool, infrastructure: bool = False
     ) -> None:
-        if permanent:
-            retry_at = None
-        else:
-            decision = retry_decision(
-                self.settings.worker.export, export.attempts, reason, utcnow(), infrastructure
-            )
-            retry_at, reason = decision.retry_at, decision.reason
-        log.warning(
-            "export #%d to %s (attempt %d): %s%s",
-            export.id,
-            export.destination,
+        decision = delivery_failure(
+            self.settings.worker.export,
+            f"export #{export.id} to {export.destination}",
             export.attempts,
             reason,
-            "; giving up" if retry_at is None else "",
+            utcnow(),
+            permanent,
+            infrastructure,
         )
-        self.index.outbox.export_failed(export.id, reason, retry_at)
+        self.index.outbox.export_failed(export.id, decision.reason, decision.retry_at)

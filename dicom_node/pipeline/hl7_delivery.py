@@ -13,7 +13,7 @@ from dicom_node.hl7.messages import PRIORITY, escape, parse_ack, render
 from dicom_node.hl7.mllp import MllpError, send
 from dicom_node.index import Index
 from dicom_node.index.database import utcnow
-from dicom_node.pipeline.retry import retry_decision
+from dicom_node.pipeline.retry import delivery_failure
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +74,15 @@ class Hl7Step:
         return True
 
     def _failed(self, due, reason: str, permanent: bool) -> None:
-        retry_at = None
-        if not permanent:
-            decision = retry_decision(self.settings.worker.export, due.attempts, reason, utcnow())
-            retry_at, reason = decision.retry_at, decision.reason
-        log.warning(
-            "hl7 message #%d to %s (attempt %d): %s%s",
-            due.id,
-            due.destination,
+        decision = delivery_failure(
+            self.settings.worker.export,
+            f"hl7 message #{due.id} to {due.destination}",
             due.attempts,
             reason,
-            "; giving up" if retry_at is None else "",
+            utcnow(),
+            permanent,
         )
-        self.index.hl7.failed(due.id, reason, retry_at)
+        self.index.hl7.failed(due.id, decision.reason, decision.retry_at)
 
 
 class EscalationStep:

@@ -8,12 +8,15 @@ meanwhile. Other failures count against the policy's attempts.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from dicom_node.config import RetryPolicy
 from dicom_node.errors import InfrastructureError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,3 +45,28 @@ def retry_decision(
     if attempts >= policy.max_attempts and not infrastructure:
         return RetryDecision(f"{reason} (gave up after {attempts} attempt(s))", None)
     return RetryDecision(reason, now + dt.timedelta(seconds=backoff_s(policy, attempts)))
+
+
+def delivery_failure(
+    policy: RetryPolicy,
+    what: str,
+    attempts: int,
+    reason: str,
+    now: dt.datetime,
+    permanent: bool,
+    infrastructure: bool = False,
+) -> RetryDecision:
+    """A delivery attempt failed (`what`: "export #3 to pacs"): given up at once when the
+    peer's refusal is permanent, else `retry_decision`; logged as one warning line."""
+    if permanent:
+        decision = RetryDecision(reason, None)
+    else:
+        decision = retry_decision(policy, attempts, reason, now, infrastructure)
+    log.warning(
+        "%s (attempt %d): %s%s",
+        what,
+        attempts,
+        decision.reason,
+        "; giving up" if decision.gives_up else "",
+    )
+    return decision
