@@ -135,6 +135,54 @@ def test_save_load_round_trip(tmp_path):
         assert a.score == pytest.approx(b.score, abs=2e-3)
 
 
+def test_code_distance_is_the_mahalanobis_distance_to_the_training_normals_codes():
+    from sklearn.covariance import LedoitWolf
+
+    from dicom_node.training.domain import fit_code_distributions
+
+    model = tiny_model(members=1)
+    member = model.members[0]
+    assert not member.analyse(images(3)).statistics["code_distance"].any()  # not fitted yet
+    train = images(40, seed=2)
+    fit_code_distributions(model, train)
+    fit = LedoitWolf().fit(member.encoder(train).detach().double().numpy())
+    x = images(3, seed=3)
+    c = member.encoder(x).detach().double().numpy() - fit.location_
+    expected = np.sqrt(np.einsum("ij,jk,ik->i", c, fit.precision_, c))
+    got = member.analyse(x).statistics["code_distance"].numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    np.testing.assert_allclose(model.code_distances(x), expected, rtol=1e-4)
+
+
+def test_a_model_saved_before_members_held_their_code_distribution_loads_it(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from dicom_node.training.domain import fit_code_distributions
+
+    model = tiny_model()
+    fit_code_distributions(model, images(40, seed=2))
+    model.save(tmp_path)
+    x = images(3, seed=3)
+    expected = load_model(tmp_path).code_distances(x)
+    # Version 1.1: the distribution was the domain check's, in model.json, not in the weights.
+    weights, meta_path = tmp_path / "weights.safetensors", tmp_path / "model.json"
+    tensors = load_file(weights)
+    whitening = [tensors[f"member{i}.code_whitening"].double() for i in range(2)]
+    kept = {k: v for k, v in tensors.items() if not k.endswith((".code_mean", ".code_whitening"))}
+    save_file(kept, weights)
+    meta = json.loads(meta_path.read_text())
+    meta["typicality"] = {
+        "means": [tensors[f"member{i}.code_mean"].tolist() for i in range(2)],
+        "precisions": [(w @ w.T).tolist() for w in whitening],
+        "held_out": [1.0, 2.0],
+        "threshold": 5.2,
+    }
+    meta_path.write_text(json.dumps(meta))
+    legacy = load_model(tmp_path)
+    np.testing.assert_allclose(legacy.code_distances(x), expected, rtol=1e-3)
+    assert legacy.typicality.threshold == 5.2
+
+
 def test_missing_truncated_and_incompatible_files_name_themselves(tmp_path):
     model = tiny_model()
     model.save(tmp_path / "m")
@@ -280,5 +328,20 @@ def test_geometric_augmentation_gives_each_image_its_own_change_at_the_models_si
     assert 16 < sum(mirrored) < 48  # each image draws its own flip, about half of them
     full = Recipe(image_size=16, augment_flip=True, augment_rotate=5, augment_scale=0.05)
     assert full.training_resolution == 64 and Recipe(image_size=16).training_resolution == 16
+    assert Recipe(image_size=16, augment_intensity=0.1).training_resolution == 64
     big = torch.rand(8, 1, 64, 64) * 2 - 1
     assert augment(big, full, generator).shape == (8, 1, 16, 16)
+
+
+def test_intensity_augmentation_gives_each_image_its_own_exposure_stretched_as_the_node_does():
+    from dicom_node.training.steps import _intensity
+
+    generator = torch.Generator().manual_seed(0)
+    picture = torch.rand(1, 1, 64, 64, generator=generator) * 0.8 + 0.1
+    same = picture.expand(32, 1, 64, 64)
+    out = _intensity(same, 0.1, generator)
+    assert torch.allclose(out.amin(dim=(-2, -1)), torch.tensor(0.0), atol=1e-6)
+    assert torch.allclose(out.amax(dim=(-2, -1)), torch.tensor(1.0), atol=1e-6)
+    assert len({round(float(o.mean()), 6) for o in out}) == 32  # one change per image
+    stretched = (picture - picture.min()) / (picture.max() - picture.min())
+    assert torch.allclose(_intensity(same, 0.0, generator), stretched.expand_as(same), atol=1e-5)

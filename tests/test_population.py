@@ -134,7 +134,7 @@ def test_the_domain_check_refuses_what_is_unlike_any_training_image_and_says_why
     assert typicality is not None and len(typicality.held_out) >= 50
     child = to_model_input(read_unit_image(SAMPLES_DIR / "zhanglab_01_normal.dcm"), 32)
     gradient = torch.linspace(-1, 1, model.image_size).expand(1, 1, *child.shape[-2:]).clone()
-    near, far = typicality.distances(model.codes(torch.cat([child, gradient])))
+    near, far = model.code_distances(torch.cat([child, gradient]))
     assert typicality.problem(float(near)) is None and typicality.p_value(float(near)) > 0.1
     message = typicality.problem(float(far))
     assert message.startswith("image unlike the model's training data (typicality p<0.01")

@@ -34,7 +34,7 @@ class Calibration:
 
     def standardise(self, member_stats: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Average over members of each statistic's z-score against normals."""
-        names = member_stats[0].keys()
+        names = self.norms[0].keys()  # a model calibrated before a statistic existed lacks it
         out = {}
         for name in names:
             zs = [

@@ -150,10 +150,12 @@ class AnomalyModel:
         return self.calibration
 
     @torch.no_grad()
-    def codes(self, x: torch.Tensor) -> list[np.ndarray]:
-        """Each member's code E(x), (N, code size), for the domain check."""
+    def code_distances(self, x: torch.Tensor) -> np.ndarray:
+        """(N,) the members' mean `code_distance` of model inputs, for the domain check: the
+        encoders alone, so an image is checked before the whole model runs on it."""
         x = x.to(self.device)
-        return [m.encoder.features(x)[0].flatten(1).double().cpu().numpy() for m in self.members]
+        per_member = [m.code_distance(m.encoder(x)) for m in self.members]
+        return torch.stack(per_member).mean(0).double().cpu().numpy()
 
     def round_to_stored(self) -> None:
         """Weights rounded to the precision `save` stores, so that what is calibrated on them
@@ -180,6 +182,25 @@ class AnomalyModel:
             "typicality": self.typicality.to_dict() if self.typicality else None,
         }
         (directory / MODEL_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+
+
+CODE_DISTRIBUTION = ("code_mean", "code_whitening")
+
+
+def _legacy_code_distribution(
+    member: GanMember, index: int, missing: list[str], typicality: dict | None
+) -> list[str]:
+    """A model saved before members held their code distribution (version 1.1 and earlier)
+    kept it in model.json's domain check: moved into the member. Without one the distance
+    stays 0 and only a calibration that does not use it can score. The keys still missing."""
+    if not set(CODE_DISTRIBUTION) <= set(missing):
+        return missing
+    if typicality and "means" in typicality:
+        member.set_code_distribution(
+            torch.tensor(typicality["means"][index], dtype=torch.float32),
+            torch.tensor(typicality["precisions"][index], dtype=torch.float32),
+        )
+    return [k for k in missing if k not in CODE_DISTRIBUTION]
 
 
 def _stored(v: torch.Tensor) -> torch.Tensor:
@@ -230,6 +251,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ano
         state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         try:
             missing, unexpected = member.load_state_dict(state, strict=False)
+            missing = _legacy_code_distribution(member, i, missing, meta.get("typicality"))
         except RuntimeError as exc:  # shapes differ
             raise ModelFileError(
                 f"{weights_path}: weights do not fit the recipe in {meta_path} ({str(exc)[:300]})"

@@ -1,11 +1,12 @@
 """The domain check on the image itself: how unlike the training normals an image is, as the
-Mahalanobis distance of each ensemble member's code E(x) to the codes of the training
-normals (a shrunk covariance), averaged over members. An image farther than `threshold` is
-not scored: nothing the model learnt says what its score would mean.
+members' mean `code_distance` (model.members: the Mahalanobis distance of the code E(x) to the
+codes of the training normals; `AnomalyModel.code_distances`). An image farther than
+`threshold` is not scored: nothing the model learnt says what its score would mean.
 
-The distance is also an anomaly signal (pneumonia lies farther than normals), so the threshold
-sits far above every held-out normal: it refuses only images unlike any chest X-ray in the
-training data (see the model card for what it catches and what it does not).
+The distance is also an anomaly signal (pneumonia lies farther than normals; it is one of the
+score's statistics), so the threshold sits far above every held-out normal: it refuses only
+images unlike any chest X-ray in the training data (see the model card for what it catches
+and what it does not).
 """
 
 from __future__ import annotations
@@ -13,23 +14,12 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-import numpy as np
 
 
 @dataclass(frozen=True)
 class Typicality:
-    means: list[np.ndarray]  # per member: mean code of the training normals
-    precisions: list[np.ndarray]  # per member: inverse of the shrunk code covariance
     held_out: list[float]  # distances of the held-out normals, sorted
     threshold: float  # refused above this distance
-
-    def distances(self, codes: list[np.ndarray]) -> np.ndarray:
-        """(N,) mean over members of the Mahalanobis distance of each image's code."""
-        per_member = [
-            np.sqrt(np.einsum("ij,jk,ik->i", c - mu, p, c - mu))
-            for c, mu, p in zip(codes, self.means, self.precisions)
-        ]
-        return np.mean(per_member, axis=0)
 
     def p_value(self, distance: float) -> float:
         """Share of held-out normals at least this far (with one added, so never 0)."""
@@ -48,17 +38,10 @@ class Typicality:
 
     def to_dict(self) -> dict:
         return {
-            "means": [np.round(m, 5).tolist() for m in self.means],
-            "precisions": [np.round(p, 5).tolist() for p in self.precisions],
             "held_out": [round(d, 4) for d in self.held_out],
             "threshold": round(self.threshold, 4),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> Typicality:
-        return cls(
-            [np.asarray(m, np.float64) for m in d["means"]],
-            [np.asarray(p, np.float64) for p in d["precisions"]],
-            sorted(float(x) for x in d["held_out"]),
-            float(d["threshold"]),
-        )
+        return cls(sorted(float(x) for x in d["held_out"]), float(d["threshold"]))

@@ -132,8 +132,8 @@ class StudyAnalyser:
         typicality = self.model.typicality
         if typicality is None:
             return None
-        codes = self.model.codes(to_model_input(unit, self.model.image_size))
-        return typicality.problem(float(typicality.distances(codes)[0]))
+        x = to_model_input(unit, self.model.image_size)
+        return typicality.problem(float(self.model.code_distances(x)[0]))
 
     def _outside_population(self, ds: Dataset) -> str | None:
         population = self.model.population

@@ -41,6 +41,7 @@ STATISTIC_MEANINGS = {
     "encoder_features": "Encoder feature-matching error",
     "disc_features": "Discriminator feature-matching error",
     "disc": "Discriminator unrealness",
+    "code_distance": "Code distance to training normals",
     "code": "Code discriminator prior-likeness",
 }
 

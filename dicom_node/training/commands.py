@@ -17,7 +17,7 @@ from dicom_node.model.recipe import (
     Recipe,
 )
 
-DEFAULT_WEIGHTS = "disc=1,encoder_features=0.5"  # chosen by the ablation in the model card
+DEFAULT_WEIGHTS = "disc=1,code_distance=0.75"  # chosen by the ablation in the model card
 
 
 def _parse_weights(text: str, arch: Architecture) -> dict[str, float]:
@@ -64,6 +64,7 @@ def cmd_train(args) -> int:
         augment_flip=args.augment_flip,
         augment_rotate=args.augment_rotate,
         augment_scale=args.augment_scale,
+        augment_intensity=args.augment_intensity,
     )
     model = run_training(
         args.data,
@@ -189,7 +190,7 @@ def cmd_score(args) -> int:
             x = to_model_input(unit_image_from_dataset(ds, source=file), model.image_size)
             typicality = model.typicality
             if typicality is not None:
-                distance = float(typicality.distances(model.codes(x))[0])
+                distance = float(model.code_distances(x)[0])
                 if problem := typicality.problem(distance):
                     raise OutsidePopulation(problem)
         except NotScorable as exc:
@@ -249,6 +250,12 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment-flip", action="store_true", help="mirror half the training images")
     p.add_argument("--augment-rotate", type=float, default=0.0, help="random rotation, degrees")
     p.add_argument("--augment-scale", type=float, default=0.0, help="random zoom, e.g. 0.05")
+    p.add_argument(
+        "--augment-intensity",
+        type=float,
+        default=0.0,
+        help="random brightness offset, contrast and gamma within +-S, e.g. 0.1",
+    )
     p.add_argument("--combine", default=DEFAULT_WEIGHTS, help="statistic=weight,... of the score")
     p.add_argument("--val", help="labelled .npz that sets the operating point")
     p.add_argument("--sensitivity", type=float, default=SENSITIVITY_TARGET)

@@ -1,5 +1,6 @@
-"""Fitting the domain check (`model.typicality`): the training normals' code distribution per
-member (Ledoit-Wolf shrunk covariance), the held-out normals' distances, and the threshold."""
+"""Fitting the domain check (`model.typicality`) and the members' code distribution it and
+the `code_distance` statistic use: the training normals' codes per member (Ledoit-Wolf shrunk
+covariance), the held-out normals' distances, and the threshold."""
 
 from __future__ import annotations
 
@@ -20,21 +21,28 @@ THRESHOLD_FACTOR = 2.6
 MIN_HELD_OUT = 30  # fewer held-out normals say too little about how far normals lie
 
 
-def fit_typicality(
-    model: AnomalyModel, train_x: torch.Tensor, held_x: torch.Tensor
-) -> Typicality | None:
-    """None (no domain check, with a warning) with fewer than MIN_HELD_OUT held-out normals."""
+@torch.no_grad()
+def fit_code_distributions(model: AnomalyModel, train_x: torch.Tensor) -> None:
+    """Each member's `code_mean` and `code_whitening` from its codes of the training normals."""
+    for member in model.members:
+        codes = member.encoder(train_x.to(model.device)).double().cpu().numpy()
+        fit = LedoitWolf().fit(codes)
+        member.set_code_distribution(
+            torch.tensor(fit.location_, dtype=torch.float32),
+            torch.tensor(fit.precision_, dtype=torch.float32),
+        )
+
+
+def fit_typicality(model: AnomalyModel, held_x: torch.Tensor) -> Typicality | None:
+    """None (no domain check, with a warning) with fewer than MIN_HELD_OUT held-out normals.
+    Fit the code distributions first."""
     if len(held_x) < MIN_HELD_OUT:
         log.warning(
             "%d held-out normals: no domain check (it needs at least %d)", len(held_x), MIN_HELD_OUT
         )
         return None
-    fits = [LedoitWolf().fit(codes) for codes in model.codes(train_x)]
-    partial = Typicality(
-        [f.location_ for f in fits], [f.precision_ for f in fits], [], float("inf")
-    )
-    held = sorted(float(d) for d in partial.distances(model.codes(held_x)))
-    return Typicality(partial.means, partial.precisions, held, THRESHOLD_FACTOR * held[-1])
+    held = sorted(float(d) for d in model.code_distances(held_x))
+    return Typicality(held, THRESHOLD_FACTOR * held[-1])
 
 
 def constructed_unlike(normals: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -66,7 +74,7 @@ def domain_report(model: AnomalyModel, x: torch.Tensor, labels: np.ndarray) -> d
     t = model.typicality
 
     def refused(batch: torch.Tensor) -> np.ndarray:
-        return t.distances(model.codes(batch)) > t.threshold
+        return model.code_distances(batch) > t.threshold
 
     as_they_are = refused(x)
     made = constructed_unlike(x[torch.as_tensor(labels == 0)])

@@ -28,7 +28,7 @@ from dicom_node.model.recipe import Recipe
 from dicom_node.model.saliency import fit_saliency
 from dicom_node.training.bootstrap import threshold_for_sensitivity_bound
 from dicom_node.training.datasets import ImageSet, load_image_set, split_held_out
-from dicom_node.training.domain import fit_typicality
+from dicom_node.training.domain import fit_code_distributions, fit_typicality
 from dicom_node.training.plots import save_reconstruction_grid
 from dicom_node.training.steps import make_optimisers, sample_diversity, train_epoch
 
@@ -165,10 +165,10 @@ def recalibrate(
     train_idx, held_idx = split_held_out(images.groups, HELD_OUT_FRACTION)
     held_x = images.model_inputs(model.image_size, held_idx)
     val = load_image_set(val_path) if val_path else None
+    fit_code_distributions(model, images.model_inputs(model.image_size, train_idx))
+    model.round_to_stored()
     model.calibration = calibrate(model, held_x, weights, val, sensitivity)
-    model.typicality = fit_typicality(
-        model, images.model_inputs(model.image_size, train_idx), held_x
-    )
+    model.typicality = fit_typicality(model, held_x)
     model.save(directory)
 
 
@@ -216,7 +216,7 @@ def run_training(
     held_x = images.model_inputs(recipe.image_size, held_idx)
     train_source = (
         images.model_inputs(recipe.training_resolution, train_idx)
-        if recipe.geometric_augmentation
+        if recipe.augments_source
         else train_x
     )
     log.info(
@@ -240,9 +240,10 @@ def run_training(
         "device": str(device),
     }
     model = AnomalyModel(name, recipe, trained, None, info)
+    fit_code_distributions(model, train_x)
     model.round_to_stored()
     val = load_image_set(val_path) if val_path else None
     model.calibration = calibrate(model, held_x, weights, val, sensitivity)
-    model.typicality = fit_typicality(model, train_x, held_x)
+    model.typicality = fit_typicality(model, held_x)
     model.save(out)
     return model
