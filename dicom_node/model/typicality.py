@@ -15,7 +15,6 @@ import bisect
 from dataclasses import dataclass
 
 
-
 @dataclass(frozen=True)
 class Typicality:
     held_out: list[float]  # distances of the held-out normals, sorted
