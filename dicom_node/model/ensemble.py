@@ -154,7 +154,7 @@ class AnomalyModel:
         """(N,) the members' mean `code_distance` of model inputs, for the domain check: the
         encoders alone, so an image is checked before the whole model runs on it."""
         x = x.to(self.device)
-        per_member = [m.code_distance(m.encoder(x)) for m in self.members]
+        per_member = [m.code_distance(m.encode(x)) for m in self.members]
         return torch.stack(per_member).mean(0).double().cpu().numpy()
 
     def round_to_stored(self) -> None:

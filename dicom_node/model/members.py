@@ -39,6 +39,7 @@ from dicom_node.model.networks import (
 from dicom_node.model.recipe import ALPHA_GAN_STATISTICS, BIGAN_STATISTICS, Architecture, Recipe
 
 LOWPASS_BLOCK = 8
+STANDARD_SPAN = 2.0  # standard deviations from an input's mean to the end of [-1, 1]
 
 
 def feature_distance(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
@@ -88,6 +89,18 @@ class GanMember(nn.Module):
                 self.discriminator.state_dict()
             )
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs (N, 1, S, S) as the networks see them (Recipe.standardise_input)."""
+        if not self.recipe.standardise_input:
+            return x
+        mean = x.mean(dim=(-2, -1), keepdim=True)
+        sd = x.std(dim=(-2, -1), keepdim=True).clamp(min=1e-3)
+        return ((x - mean) / (STANDARD_SPAN * sd)).clamp(-1, 1)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code E(x) of model inputs."""
+        return self.encoder(self.prepare(x))
+
     def set_code_distribution(self, mean: torch.Tensor, precision: torch.Tensor) -> None:
         """The training normals' mean code (z,) and inverse code covariance (z, z)."""
         self.code_mean.copy_(mean)
@@ -118,6 +131,7 @@ class GanMember(nn.Module):
 
     def statistics(self, x: torch.Tensor) -> MemberOutput:
         """`analyse`, differentiable with respect to `x` (for the explaining map)."""
+        x = self.prepare(x)
         code, enc_taps = self.encoder.features(x)
         rec = self.generator(code)
         rec_code, rec_enc_taps = self.encoder.features(rec)

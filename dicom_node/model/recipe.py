@@ -49,15 +49,15 @@ class Recipe:
     augment_shift: int = 4  # pixels of random translation at image_size; 0 = none
     # Geometric changes a site's images may carry (see the model card). Each image of a batch
     # gets its own, applied at AUGMENT_OVERSAMPLE x image_size before the node's own resize,
-    # so the change does not blur the model input more than an acquired one would; so are the
-    # intensity changes below.
+    # so the change does not blur the model input more than an acquired one would.
     augment_flip: bool = False  # mirror left-right with probability 1/2
     augment_rotate: float = 0.0  # degrees, uniform in [-r, r]
     augment_scale: float = 0.0  # relative zoom, uniform in [1 - s, 1 + s]
-    # Exposure and processing a site's images may differ by: each image's own brightness
-    # offset, contrast factor and gamma, each uniform within +-s, clipped as stored pixels are
-    # and stretched to their range again as the node does (model.pixels.unit_from_values).
-    augment_intensity: float = 0.0
+    # Each model input standardised to its own mean and standard deviation (mean +- 2 sd span
+    # the networks' [-1, 1]) before the networks see it: a gain or offset of the exposure, or
+    # a contrast change, then leaves the input as it was (model card: robustness). False:
+    # the picture's own range, as models up to version 1.1 were trained.
+    standardise_input: bool = True
     # The discriminator's decision boundary wanders from epoch to epoch; its statistic is the
     # mean over snapshots taken every `disc_snapshot_every` epochs from this fraction of
     # training on (the live discriminator at the last epoch is one of them).
@@ -70,14 +70,11 @@ class Recipe:
         return self.augment_flip or self.augment_rotate > 0 or self.augment_scale > 0
 
     @property
-    def augments_source(self) -> bool:
-        """Whether training changes each source image before the node's own resize."""
-        return self.geometric_augmentation or self.augment_intensity > 0
-
-    @property
     def training_resolution(self) -> int:
         """Size of the training images before augmentation."""
-        return self.image_size * AUGMENT_OVERSAMPLE if self.augments_source else self.image_size
+        return (
+            self.image_size * AUGMENT_OVERSAMPLE if self.geometric_augmentation else self.image_size
+        )
 
     @property
     def disc_snapshot_epochs(self) -> list[int]:
@@ -99,4 +96,5 @@ class Recipe:
         d = dict(d)
         d["arch"] = Architecture(d["arch"])
         d["betas"] = tuple(d["betas"])
+        d.setdefault("standardise_input", False)  # recipes saved before the field existed
         return cls(**d)

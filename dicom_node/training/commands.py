@@ -64,7 +64,7 @@ def cmd_train(args) -> int:
         augment_flip=args.augment_flip,
         augment_rotate=args.augment_rotate,
         augment_scale=args.augment_scale,
-        augment_intensity=args.augment_intensity,
+        standardise_input=args.standardise_input,
     )
     model = run_training(
         args.data,
@@ -251,10 +251,10 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment-rotate", type=float, default=0.0, help="random rotation, degrees")
     p.add_argument("--augment-scale", type=float, default=0.0, help="random zoom, e.g. 0.05")
     p.add_argument(
-        "--augment-intensity",
-        type=float,
-        default=0.0,
-        help="random brightness offset, contrast and gamma within +-S, e.g. 0.1",
+        "--standardise-input",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="each input to its own mean and standard deviation (robust to exposure; default)",
     )
     p.add_argument("--combine", default=DEFAULT_WEIGHTS, help="statistic=weight,... of the score")
     p.add_argument("--val", help="labelled .npz that sets the operating point")

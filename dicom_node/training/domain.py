@@ -25,7 +25,7 @@ MIN_HELD_OUT = 30  # fewer held-out normals say too little about how far normals
 def fit_code_distributions(model: AnomalyModel, train_x: torch.Tensor) -> None:
     """Each member's `code_mean` and `code_whitening` from its codes of the training normals."""
     for member in model.members:
-        codes = member.encoder(train_x.to(model.device)).double().cpu().numpy()
+        codes = member.encode(train_x.to(model.device)).double().cpu().numpy()
         fit = LedoitWolf().fit(codes)
         member.set_code_distribution(
             torch.tensor(fit.location_, dtype=torch.float32),

@@ -30,6 +30,7 @@ def save_reconstruction_grid(member, x: torch.Tensor, path: Path) -> None:
     """Top: held-out x; middle: G(E(x)); bottom: G(z) samples (the seed's figure layout)."""
     was_training = member.training
     member.eval()
+    x = member.prepare(x)
     rec = member.generator(member.encoder(x))
     gen = member.generator(torch.randn(x.shape[0], member.recipe.z_dim, device=x.device))
     member.train(was_training)

@@ -216,7 +216,7 @@ def run_training(
     held_x = images.model_inputs(recipe.image_size, held_idx)
     train_source = (
         images.model_inputs(recipe.training_resolution, train_idx)
-        if recipe.augments_source
+        if recipe.geometric_augmentation
         else train_x
     )
     log.info(

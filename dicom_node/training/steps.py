@@ -48,30 +48,12 @@ def make_optimisers(member: GanMember) -> Optimisers:
 
 def augment(x: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
     """A training batch (N, 1, R, R) at `recipe.training_resolution` -> model inputs
-    (N, 1, S, S): each image's own flip, rotation and zoom (reflected at the border) and its
-    own exposure change, the node's own resize to S, then one random translation of the batch
-    by up to `augment_shift` pixels (positioning varies per site)."""
-    if recipe.augments_source:
-        unit = (x + 1) / 2
-        if recipe.geometric_augmentation:
-            unit = _geometric(unit, recipe, generator)
-        if recipe.augment_intensity > 0:
-            unit = _intensity(unit, recipe.augment_intensity, generator)
-        x = to_model_input(unit[:, 0], recipe.image_size)
+    (N, 1, S, S): each image's own flip, rotation and zoom (reflected at the border), the
+    node's own resize to S, then one random translation of the batch by up to
+    `augment_shift` pixels (positioning varies per site)."""
+    if recipe.geometric_augmentation:
+        x = to_model_input((_geometric(x, recipe, generator)[:, 0] + 1) / 2, recipe.image_size)
     return _shift(x, recipe.augment_shift, generator)
-
-
-def _intensity(unit: torch.Tensor, s: float, generator: torch.Generator) -> torch.Tensor:
-    """Pictures (N, 1, R, R) in [0, 1] with each image's own brightness offset, contrast
-    factor and gamma (uniform within +-s), clipped to [0, 1] and stretched to their range."""
-    offset, contrast, gamma = (
-        (torch.rand(unit.shape[0], 3, generator=generator) * 2 - 1) * s
-    ).T.reshape(3, -1, 1, 1, 1)
-    mean = unit.mean(dim=(-2, -1), keepdim=True)
-    changed = ((unit - mean) * (1 + contrast) + mean + offset).clamp(0, 1) ** (1 + gamma)
-    low = changed.amin(dim=(-2, -1), keepdim=True)
-    high = changed.amax(dim=(-2, -1), keepdim=True)
-    return (changed - low) / (high - low).clamp(min=1e-6)
 
 
 def _geometric(x: torch.Tensor, r: Recipe, generator: torch.Generator) -> torch.Tensor:
@@ -185,7 +167,7 @@ def train_epoch(
     device = next(member.parameters()).device
     for start in range(0, len(order) - r.batch_size + 1, r.batch_size):
         batch = images[order[start : start + r.batch_size]]
-        batch = augment(batch, r, generator).to(device)
+        batch = member.prepare(augment(batch, r, generator).to(device))
         yield step(member, opt, batch)
 
 
