@@ -133,8 +133,10 @@ def test_the_domain_check_refuses_what_is_unlike_any_training_image_and_says_why
     typicality = model.typicality
     assert typicality is not None and len(typicality.held_out) >= 50
     child = to_model_input(read_unit_image(SAMPLES_DIR / "zhanglab_01_normal.dcm"), 32)
-    gradient = torch.linspace(-1, 1, model.image_size).expand(1, 1, *child.shape[-2:]).clone()
-    near, far = model.code_distances(torch.cat([child, gradient]))
+    square = -torch.ones_like(child)  # a bright square on black: a photo, not a radiograph
+    quarter = model.image_size // 4
+    square[..., quarter : 3 * quarter, quarter : 3 * quarter] = 1
+    near, far = model.code_distances(torch.cat([child, square]))
     assert typicality.problem(float(near)) is None and typicality.p_value(float(near)) > 0.1
     message = typicality.problem(float(far))
     assert message.startswith("image unlike the model's training data (typicality p<0.01")
@@ -143,7 +145,7 @@ def test_the_domain_check_refuses_what_is_unlike_any_training_image_and_says_why
 @pytest.mark.integration
 def test_a_picture_unlike_any_chest_x_ray_ends_not_scored(make_node, pacs, tmp_path):
     node = make_node(worker=FAST_WORKER, destinations=destination(pacs.port))
-    path = with_new_uids(SAMPLES_DIR / "zhanglab_01_normal.dcm", tmp_path / "gradient.dcm")
+    path = with_new_uids(SAMPLES_DIR / "zhanglab_01_normal.dcm", tmp_path / "square.dcm")
     ds = pydicom.dcmread(path)
     ds.StudyInstanceUID = pydicom.uid.generate_uid()
     ds.PatientAge = "003Y"  # in the population by its header
