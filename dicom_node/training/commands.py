@@ -250,12 +250,9 @@ def add_model_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment-flip", action="store_true", help="mirror half the training images")
     p.add_argument("--augment-rotate", type=float, default=0.0, help="random rotation, degrees")
     p.add_argument("--augment-scale", type=float, default=0.0, help="random zoom, e.g. 0.05")
-    p.add_argument(
-        "--standardise-input",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="each input to its own mean and standard deviation (robust to exposure; default)",
-    )
+    standardise = "each input to its own mean and sd (robust to exposure; default)"
+    toggle = argparse.BooleanOptionalAction
+    p.add_argument("--standardise-input", action=toggle, default=True, help=standardise)
     p.add_argument("--combine", default=DEFAULT_WEIGHTS, help="statistic=weight,... of the score")
     p.add_argument("--val", help="labelled .npz that sets the operating point")
     p.add_argument("--sensitivity", type=float, default=SENSITIVITY_TARGET)
