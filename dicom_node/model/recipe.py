@@ -20,14 +20,7 @@ ALPHA_GAN_STATISTICS = (
     "code_distance",
     "code",
 )
-BIGAN_STATISTICS = (
-    "recon",
-    "recon_lowpass",
-    "encoder_features",
-    "disc_features",
-    "disc",
-    "code_distance",
-)
+BIGAN_STATISTICS = tuple(s for s in ALPHA_GAN_STATISTICS if s != "code")  # no code critic
 
 
 AUGMENT_OVERSAMPLE = 4
