@@ -157,6 +157,13 @@ class AnomalyModel:
         per_member = [m.code_distance(m.encode(x)) for m in self.members]
         return torch.stack(per_member).mean(0).double().cpu().numpy()
 
+    def unlike_training(self, x: torch.Tensor) -> str | None:
+        """The domain check of one model input (1, 1, S, S): why it is refused, or None (also
+        for a model without a domain check)."""
+        if self.typicality is None:
+            return None
+        return self.typicality.problem(float(self.code_distances(x)[0]))
+
     def round_to_stored(self) -> None:
         """Weights rounded to the precision `save` stores, so that what is calibrated on them
         is what is shipped."""

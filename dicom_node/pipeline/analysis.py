@@ -129,11 +129,7 @@ class StudyAnalyser:
 
     def _unlike_training(self, unit) -> str | None:
         """The domain check on the image itself (the model's typicality), when it has one."""
-        typicality = self.model.typicality
-        if typicality is None:
-            return None
-        x = to_model_input(unit, self.model.image_size)
-        return typicality.problem(float(self.model.code_distances(x)[0]))
+        return self.model.unlike_training(to_model_input(unit, self.model.image_size))
 
     def _outside_population(self, ds: Dataset) -> str | None:
         population = self.model.population

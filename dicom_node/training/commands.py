@@ -188,11 +188,8 @@ def cmd_score(args) -> int:
             if model.population and (problem := model.population.problem(ds)):
                 raise OutsidePopulation(f"outside the model's population: {problem}")
             x = to_model_input(unit_image_from_dataset(ds, source=file), model.image_size)
-            typicality = model.typicality
-            if typicality is not None:
-                distance = float(model.code_distances(x)[0])
-                if problem := typicality.problem(distance):
-                    raise OutsidePopulation(problem)
+            if problem := model.unlike_training(x):
+                raise OutsidePopulation(problem)
         except NotScorable as exc:
             record = {"file": file, "error": str(exc)}
             status = 1

@@ -149,6 +149,23 @@ def calibrate(
     )
 
 
+def fit_to_normals(
+    model: AnomalyModel,
+    train_x: torch.Tensor,
+    held_x: torch.Tensor,
+    weights: dict[str, float],
+    val: ImageSet | None,
+    sensitivity: float,
+) -> None:
+    """What a trained model learns from the normals beyond its weights: the members' code
+    distributions (training normals), then, on the weights as stored, the calibration and the
+    domain check (held-out normals)."""
+    fit_code_distributions(model, train_x)
+    model.round_to_stored()
+    model.calibration = calibrate(model, held_x, weights, val, sensitivity)
+    model.typicality = fit_typicality(model, held_x)
+
+
 def recalibrate(
     model: AnomalyModel,
     directory: Path,
@@ -165,10 +182,8 @@ def recalibrate(
     train_idx, held_idx = split_held_out(images.groups, HELD_OUT_FRACTION)
     held_x = images.model_inputs(model.image_size, held_idx)
     val = load_image_set(val_path) if val_path else None
-    fit_code_distributions(model, images.model_inputs(model.image_size, train_idx))
-    model.round_to_stored()
-    model.calibration = calibrate(model, held_x, weights, val, sensitivity)
-    model.typicality = fit_typicality(model, held_x)
+    train_x = images.model_inputs(model.image_size, train_idx)
+    fit_to_normals(model, train_x, held_x, weights, val, sensitivity)
     model.save(directory)
 
 
@@ -240,10 +255,7 @@ def run_training(
         "device": str(device),
     }
     model = AnomalyModel(name, recipe, trained, None, info)
-    fit_code_distributions(model, train_x)
-    model.round_to_stored()
     val = load_image_set(val_path) if val_path else None
-    model.calibration = calibrate(model, held_x, weights, val, sensitivity)
-    model.typicality = fit_typicality(model, held_x)
+    fit_to_normals(model, train_x, held_x, weights, val, sensitivity)
     model.save(out)
     return model
